@@ -1,0 +1,73 @@
+"""The one interface every inference backend implements (torch here; onnxruntime and TensorRT later).
+
+Engines are stateless with respect to tracking: ``template`` returns the kernels, the tracker keeps them
+and hands them back to ``search`` every frame. Arrays in and out are numpy float32; kernels and the
+refine features stay in whatever form (and on whatever device) the backend prefers.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass
+class SearchOutput:
+    """``outputs``: named numpy arrays (``cls``/``loc`` or ``response``); ``extras``: backend-specific data
+    that :meth:`Engine.refine` needs (SiamMask), opaque to the runtime."""
+
+    outputs: dict[str, np.ndarray]
+    extras: Any = field(default=None, repr=False)
+
+
+class Engine(ABC):
+    """A two-branch Siamese network behind ``template`` / ``search`` (/ ``refine``) calls.
+
+    ``backend``: ``torch`` | ``onnxruntime`` | ``tensorrt``; ``precision``: what actually runs (``fp32``,
+    ``fp16``); ``device``: where (``cpu``, ``cuda:0``).
+    """
+
+    backend: str = "?"
+    precision: str = "fp32"
+    device: str = "cpu"
+    exemplar_size: int = 127
+
+    def template(self, z: np.ndarray) -> Any:
+        """Exemplar crop ``(1, 3, 127, 127)`` float32 -> kernels (opaque handle)."""
+        _check_blob(z, "template input", self.exemplar_size)
+        return self._template(z)
+
+    def search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
+        """Search crops ``(B, 3, S, S)`` float32 + kernels from :meth:`template` -> outputs."""
+        _check_blob(x, "search input", None)
+        return self._search(x, kernels)
+
+    def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
+        """SiamMask: mask logits ``(127, 127)`` float32 at score cell ``(y, x)`` of the last search."""
+        raise NotImplementedError(f"{self.backend} engine has no refine branch for this model")
+
+    def mask_at(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
+        """SiamMask base mode: the mask head's ``(63, 63)`` logits at score cell ``(y, x)``."""
+        raise NotImplementedError(f"{self.backend} engine has no mask head for this model")
+
+    @abstractmethod
+    def _template(self, z: np.ndarray) -> Any: ...
+
+    @abstractmethod
+    def _search(self, x: np.ndarray, kernels: Any) -> SearchOutput: ...
+
+    def describe(self) -> str:
+        return f"{self.backend} ({self.precision}, {self.device})"
+
+
+def _check_blob(blob: np.ndarray, what: str, side: int | None) -> None:
+    if not isinstance(blob, np.ndarray) or blob.dtype != np.float32 or blob.ndim != 4 or blob.shape[1] != 3:
+        shape = getattr(blob, "shape", None)
+        raise InputError(f"{what} must be a float32 (B, 3, S, S) array, got {getattr(blob, 'dtype', type(blob))} "
+                         f"{shape}")
+    if side is not None and blob.shape[2:] != (side, side):
+        raise InputError(f"{what} must be {side}x{side}, got {blob.shape[2]}x{blob.shape[3]}")

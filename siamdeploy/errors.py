@@ -1,0 +1,34 @@
+"""One exception hierarchy for everything a user can get wrong.
+
+Every user-facing error carries a one-line message that names the problem and the fix; the CLIs print
+``str(err)`` and exit 1. Anything that is not a :class:`SiamDeployError` is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class SiamDeployError(Exception):
+    """Base class: a problem the user can fix (bad file, bad argument, missing optional package)."""
+
+
+class ConfigError(SiamDeployError):
+    """A preset, config file or parameter is unknown, malformed or inconsistent."""
+
+
+class CheckpointError(SiamDeployError):
+    """A checkpoint cannot be read, is not a known layout, or does not match the model it is loaded into."""
+
+
+class InputError(SiamDeployError):
+    """A frame, box or call sequence handed to a tracker is not valid."""
+
+
+class EngineError(SiamDeployError):
+    """An inference backend is unavailable or failed."""
+
+
+class ExportError(SiamDeployError):
+    """An export or its validation failed."""
+
+
+class DependencyError(EngineError):
+    """An optional dependency is missing; the message says what to install."""

@@ -1,0 +1,105 @@
+"""The Siamese network as two stateless branches.
+
+``template(z) -> kernels`` and ``search(x, *kernels) -> outputs``: the network never stores the template,
+so the two branches export as separate graphs and the runtime holds the kernels between frames.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelSpec
+from ..errors import ConfigError
+from .backbones import build_backbone
+from .heads import AdjustAllLayer, DepthwiseRPN, DepthwiseXCorr, MultiRPN, Refine, UPChannelRPN, full_xcorr
+
+
+class SiameseNet(nn.Module):
+    """Backbone [+ neck] + head [+ SiamMask mask correlation and refine], split into two branches.
+
+    Inputs are float32 ``(B, 3, S, S)`` crops in the channel order and value range the checkpoint expects
+    (BGR 0..255 for pysot/DaSiamRPN, RGB 0..255 for SiamFC).
+
+    Outputs of :meth:`search` (``N`` = score size):
+    - RPN families: ``cls (B, 2A, N, N)``, ``loc (B, 4A, N, N)``;
+    - SiamMask adds ``mask_corr (B, 256, N, N)`` and the refine features ``f0 (B,64,125,125)``,
+      ``f1 (B,256,63,63)``, ``f2 (B,512,31,31)``;
+    - SiamFC: ``response (B, 1, 17, 17)`` (already multiplied by ``out_scale``).
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = build_backbone(spec.backbone, spec.width_mult, spec.used_layers)
+        self.neck = AdjustAllLayer(spec.neck_in, spec.neck_out) if spec.neck_out else None
+        if spec.head == "depthwise_rpn":
+            self.rpn_head: nn.Module | None = DepthwiseRPN(spec.anchor_num, spec.head_in[0], spec.head_hidden)
+        elif spec.head == "multi_rpn":
+            self.rpn_head = MultiRPN(spec.anchor_num, spec.head_in, spec.weighted)
+        elif spec.head == "upchannel_rpn":
+            self.rpn_head = UPChannelRPN(spec.anchor_num, spec.head_in[0])
+        elif spec.head == "siamfc":
+            self.rpn_head = None
+        else:
+            raise ConfigError(f"unknown head '{spec.head}'; known: depthwise_rpn, multi_rpn, upchannel_rpn, siamfc")
+        if spec.mask:
+            self.mask_head = DepthwiseXCorr(spec.head_in[0], spec.head_hidden, 63 * 63)
+            if spec.refine:
+                self.refine_head = Refine()
+
+    # -- names of the branch inputs/outputs, shared by the engines and the exporter
+    @property
+    def kernel_names(self) -> list[str]:
+        if self.spec.head == "siamfc":
+            return ["kernel"]
+        levels = len(self.spec.head_in) if self.spec.head == "multi_rpn" else 1
+        names = [n for i in range(levels) for n in (f"cls_kernel{i}", f"loc_kernel{i}")]
+        return names + (["mask_kernel"] if self.spec.mask else [])
+
+    @property
+    def output_names(self) -> list[str]:
+        if self.spec.head == "siamfc":
+            return ["response"]
+        return ["cls", "loc"] + (["mask_corr", "f0", "f1", "f2"] if self.spec.mask else [])
+
+    def _features(self, img: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(features for the heads, extra backbone levels for refine)."""
+        feats = self.backbone(img)
+        if isinstance(feats, torch.Tensor):
+            return [feats], []
+        extra = list(feats[:-1]) if self.spec.mask else []
+        heads_in = [feats[-1]] if self.spec.mask else list(feats)
+        if self.neck is not None:
+            heads_in = self.neck(heads_in)
+        return heads_in, extra
+
+    def template(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Exemplar crop ``(1, 3, 127, 127)`` -> correlation kernels (weight-shaped, see :mod:`.heads`)."""
+        zfs, _ = self._features(z)
+        if self.rpn_head is None:
+            return (zfs[0],)
+        if isinstance(self.rpn_head, MultiRPN):
+            kernels = self.rpn_head.kernels(zfs)
+        else:
+            kernels = self.rpn_head.kernels(zfs[0])
+        if self.spec.mask:
+            kernels.append(self.mask_head.kernel(zfs[0]))
+        return tuple(kernels)
+
+    def search(self, x: torch.Tensor, *kernels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Search crops ``(B, 3, S, S)`` + kernels -> outputs in :attr:`output_names` order."""
+        xfs, extra = self._features(x)
+        if self.rpn_head is None:
+            return (full_xcorr(xfs[0], kernels[0]) * self.spec.out_scale,)
+        if isinstance(self.rpn_head, MultiRPN):
+            cls, loc = self.rpn_head(xfs, list(kernels))
+        else:
+            cls, loc = self.rpn_head(xfs[0], kernels[0], kernels[1])
+        if not self.spec.mask:
+            return cls, loc
+        corr = self.mask_head.correlate(xfs[0], kernels[-1])
+        return (cls, loc, corr, *extra)
+
+    def mask_logits_at(self, corr_cell: torch.Tensor) -> torch.Tensor:
+        """SiamMask base mode: the mask head on one correlation cell ``(1, 256, 1, 1)`` -> ``(1, 3969, 1, 1)``."""
+        return self.mask_head.head(corr_cell)

@@ -1,0 +1,95 @@
+"""The preset table (REFERENCE.md §2) as data: id -> network structure + tracker parameters + checkpoint layout."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from .config import ROUND_HALF_AWAY, ROUND_HALF_EVEN, ModelSpec, TrackParams
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, complete tracker definition.
+
+    ``source`` is the upstream code base whose tracker loop and conventions are reproduced.
+    """
+
+    name: str
+    source: str
+    model: ModelSpec
+    track: TrackParams
+    description: str
+
+
+_ALEX = ModelSpec(backbone="alexnetlegacy", head="depthwise_rpn", head_in=(256,))
+_R50_L234 = ModelSpec(backbone="resnet50", head="multi_rpn", used_layers=(2, 3, 4),
+                      neck_in=(512, 1024, 2048), neck_out=(256, 256, 256), head_in=(256, 256, 256),
+                      weighted=True)
+_MOBILE = ModelSpec(backbone="mobilenetv2", head="multi_rpn", width_mult=1.4, used_layers=(3, 5, 7),
+                    neck_in=(44, 134, 448), neck_out=(256, 256, 256), head_in=(256, 256, 256))
+_MASK = ModelSpec(backbone="resnet50", head="depthwise_rpn", used_layers=(0, 1, 2, 3), neck_in=(1024,),
+                  neck_out=(256,), head_in=(256,), mask=True, refine=True)
+_UPCHANNEL = ModelSpec(backbone="alexnetlegacy", head="upchannel_rpn", head_in=(256,))
+_UPCHANNEL_BIG = ModelSpec(backbone="alexnetlegacy", head="upchannel_rpn", width_mult=2.0, head_in=(512,))
+_SIAMFC = ModelSpec(backbone="siamfc_alexnet", head="siamfc", head_in=(256,))
+
+
+def _rpn(**kw: object) -> TrackParams:
+    return TrackParams(tracker="siamrpn", **kw)  # type: ignore[arg-type]
+
+
+def _dasiam(**kw: object) -> TrackParams:
+    # DaSiamRPN as released is Python 2 code: round() is half away from zero (REFERENCE.md §6).
+    return TrackParams(tracker="siamrpn", instance_size=271, base_size=0, crop_rounding=ROUND_HALF_AWAY,
+                       size_rounding=ROUND_HALF_AWAY, **kw)  # type: ignore[arg-type]
+
+
+_TABLE = [
+    Preset("siamrpn_alex_dwxcorr", "pysot", _ALEX,
+           _rpn(penalty_k=0.16, window_influence=0.40, lr=0.30, instance_size=287, base_size=0),
+           "pysot SiamRPN, AlexNet (legacy), depthwise correlation"),
+    Preset("siamrpn_alex_dwxcorr_otb", "pysot", _ALEX,
+           _rpn(penalty_k=0.16, window_influence=0.40, lr=0.30, instance_size=287, base_size=0),
+           "pysot SiamRPN AlexNet, OTB parameters"),
+    Preset("siamrpn_mobilev2_l234_dwxcorr", "pysot", _MOBILE,
+           _rpn(penalty_k=0.04, window_influence=0.40, lr=0.50),
+           "pysot SiamRPN++ MobileNetV2 (w1.4), layers 3/5/7"),
+    Preset("siamrpn_r50_l234_dwxcorr", "pysot", _R50_L234,
+           _rpn(penalty_k=0.05, window_influence=0.42, lr=0.38),
+           "pysot SiamRPN++ ResNet-50, layers 2/3/4, weighted fusion"),
+    Preset("siamrpn_r50_l234_dwxcorr_otb", "pysot", ModelSpec(**{**_R50_L234.__dict__, "weighted": False}),
+           _rpn(penalty_k=0.24, window_influence=0.50, lr=0.25),
+           "pysot SiamRPN++ ResNet-50, OTB parameters, unweighted fusion"),
+    Preset("siammask_r50_l3", "pysot", _MASK,
+           TrackParams(tracker="siammask", penalty_k=0.10, window_influence=0.41, lr=0.32, mask_threshold=0.15),
+           "pysot SiamMask ResNet-50 (layer 3) with refine"),
+    Preset("siamrpn_r50_l234_dwxcorr_lt", "pysot",
+           ModelSpec(**{**_R50_L234.__dict__, "neck_out": (128, 256, 512), "head_in": (128, 256, 512)}),
+           TrackParams(tracker="siamrpn_lt", penalty_k=0.05, window_influence=0.28, lr=0.22,
+                       lost_instance_size=831, confidence_low=0.8, confidence_high=0.998),
+           "pysot SiamRPN++ long-term (831 search when lost)"),
+    Preset("dasiamrpn_vot", "dasiamrpn", _UPCHANNEL, _dasiam(penalty_k=0.04, window_influence=0.44, lr=0.45),
+           "DaSiamRPN SiamRPNVOT.model"),
+    Preset("dasiamrpn_otb", "dasiamrpn", _UPCHANNEL, _dasiam(penalty_k=0.22, window_influence=0.40, lr=0.30),
+           "DaSiamRPN SiamRPNOTB.model"),
+    Preset("dasiamrpn_big", "dasiamrpn", _UPCHANNEL_BIG,
+           _dasiam(penalty_k=0.055, window_influence=0.42, lr=0.295, small_target_instance_size=287),
+           "DaSiamRPN SiamRPNBIG.model (287 search for small targets)"),
+    Preset("siamfc", "siamfc", _SIAMFC,
+           TrackParams(tracker="siamfc", window_influence=0.176, instance_size=255, colour="rgb",
+                       crop_rounding=ROUND_HALF_EVEN),
+           "siamfc-pytorch AlexNetV1, 3-scale search"),
+]
+
+PRESETS: dict[str, Preset] = {p.name: p for p in _TABLE}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset id; an unknown id fails with the list of known ones and the closest match."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown preset '{name}'.{hint} Known presets: {', '.join(PRESETS)}") from None

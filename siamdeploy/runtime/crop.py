@@ -1,0 +1,79 @@
+"""Crops around the target, padded with the frame's mean colour, as the upstream trackers cut them."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN
+from ..errors import ConfigError
+
+
+def round_by_rule(value: float, rule: str) -> int:
+    """Round ``value`` to an integer by one of the upstream rules.
+
+    ``floor_half_up``: ``floor(v + 0.5)`` (pysot); ``half_away``: Python 2 ``round`` (DaSiamRPN);
+    ``half_even``: Python 3 ``round`` / ``np.round``.
+    """
+    if rule == ROUND_FLOOR_HALF_UP:
+        return math.floor(value + 0.5)
+    if rule == ROUND_HALF_AWAY:
+        return int(math.copysign(math.floor(abs(value) + 0.5), value))
+    if rule == ROUND_HALF_EVEN:
+        return round(value)
+    raise ConfigError(f"unknown rounding rule '{rule}'; known: floor_half_up, half_away, half_even")
+
+
+def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: np.ndarray) -> np.ndarray:
+    """Pixels ``[y0, y0+height) x [x0, x0+width)`` of ``img``; what lies outside the frame is ``fill``.
+
+    img: ``HxWx3`` uint8; fill: 3 uint8 values. Returns ``height x width x 3`` uint8 (a view when inside).
+    """
+    h_img, w_img = img.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + width <= w_img and y0 + height <= h_img:
+        return img[y0:y0 + height, x0:x0 + width]
+    patch = np.empty((height, width, img.shape[2]), np.uint8)
+    patch[:] = fill
+    ix0, iy0 = max(x0, 0), max(y0, 0)
+    ix1, iy1 = min(x0 + width, w_img), min(y0 + height, h_img)
+    if ix1 > ix0 and iy1 > iy0:
+        patch[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = img[iy0:iy1, ix0:ix1]
+    return patch
+
+
+def truncated_fill(mean_colour: np.ndarray) -> np.ndarray:
+    """pysot/DaSiamRPN write the float mean into a uint8 image: truncation (127.9 -> 127)."""
+    return np.asarray(mean_colour, np.float64).astype(np.uint8)
+
+
+def rounded_fill(mean_colour: np.ndarray) -> np.ndarray:
+    """cv2.copyMakeBorder (siamfc-pytorch) rounds the float border value half to even."""
+    return np.rint(np.asarray(mean_colour, np.float64)).astype(np.uint8)
+
+
+def square_crop(img: np.ndarray, centre: tuple[float, float], size: int, out_size: int, fill: np.ndarray,
+                rounding: str) -> np.ndarray:
+    """pysot-style ``get_subwindow``: a ``size``-pixel square around ``centre`` resized to ``out_size``.
+
+    The top-left corner is ``R(c - (size+1)/2)`` with ``R`` the rounding rule; the uint8 patch is resized
+    with INTER_LINEAR only when ``size != out_size``. Returns ``out_size x out_size x 3`` uint8.
+    """
+    half = (size + 1) / 2
+    x0 = round_by_rule(centre[0] - half, rounding)
+    y0 = round_by_rule(centre[1] - half, rounding)
+    patch = crop_window(img, x0, y0, size, size, fill)
+    if size != out_size:
+        patch = cv2.resize(patch, (out_size, out_size))
+    return patch
+
+
+def to_blob(patches: list[np.ndarray], rgb: bool) -> np.ndarray:
+    """uint8 ``HxWx3`` patches -> float32 ``(B, 3, H, W)`` network input, channels flipped for RGB models.
+
+    Cropping and resizing act per channel, so flipping the crop equals cropping an RGB frame.
+    """
+    batch = np.stack(patches)
+    if rgb:
+        batch = batch[..., ::-1]
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)

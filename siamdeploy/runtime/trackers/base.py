@@ -1,0 +1,49 @@
+"""What every tracker shares: input checking, the init/track protocol, the engine and its kernels."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...config import TrackParams
+from ...engine.base import Engine
+from ...errors import InputError
+from ..frames import as_bgr, check_box
+from ..types import TrackResult
+
+
+class Tracker(ABC):
+    """Single-target tracker over an :class:`Engine`.
+
+    ``init(frame, (x, y, w, h))`` then ``track(frame) -> TrackResult`` per frame. Frames are ``HxWx3`` uint8
+    BGR (grayscale and BGRA are converted); boxes are 0-based ``(x, y, w, h)``.
+    """
+
+    def __init__(self, engine: Engine, params: TrackParams, name: str = "") -> None:
+        self.engine = engine
+        self.params = params
+        self.name = name
+        self.kernels: Any = None
+
+    @property
+    def initialised(self) -> bool:
+        return self.kernels is not None
+
+    def init(self, frame: np.ndarray, box: Sequence[float]) -> None:
+        """Start tracking the target in ``box`` on ``frame``; runs the template branch once."""
+        img = as_bgr(frame)
+        self._init(img, check_box(box, img.shape))
+
+    def track(self, frame: np.ndarray) -> TrackResult:
+        """Locate the target in the next frame."""
+        if not self.initialised:
+            raise InputError("track() called before init(); call tracker.init(frame, (x, y, w, h)) first")
+        return self._track(as_bgr(frame))
+
+    @abstractmethod
+    def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None: ...
+
+    @abstractmethod
+    def _track(self, img: np.ndarray) -> TrackResult: ...

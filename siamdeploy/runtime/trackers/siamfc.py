@@ -1,0 +1,80 @@
+"""SiamFC multi-scale tracker (siamfc-pytorch ``TrackerSiamFC``, REFERENCE.md §6).
+
+siamfc-pytorch keeps its centre and target size in float32 and lets numpy 2's promotion rules decide the
+rest; the arithmetic below follows the same dtypes so rounding of crop corners matches frame by frame.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ...config import TrackParams
+from ...engine.base import Engine
+from ..crop import crop_window, round_by_rule, rounded_fill, to_blob
+from ..types import TrackResult
+from .base import Tracker
+
+
+class SiamFCTracker(Tracker):
+    """State: ``centre`` (y, x) and ``target_sz`` (h, w) as float32 arrays, ``z_sz``/``x_sz`` crop sides."""
+
+    def __init__(self, engine: Engine, params: TrackParams, name: str = "") -> None:
+        super().__init__(engine, params, name)
+        p = params
+        self.response_side = p.response_up * ((p.instance_size - p.exemplar_size) // p.stride + 1)
+        hann = np.outer(np.hanning(self.response_side), np.hanning(self.response_side))
+        self.window = hann / hann.sum()
+        half = p.scale_num // 2
+        self.scale_factors = p.scale_step ** np.linspace(-half, half, p.scale_num)
+        self.centre = np.zeros(2, np.float32)
+        self.target_sz = np.zeros(2, np.float32)
+        self.z_sz: float = 0.0
+        self.x_sz: float = 0.0
+        self.fill = np.zeros(3, np.uint8)
+
+    def _crop(self, img: np.ndarray, size: float, out_size: int) -> np.ndarray:
+        side = max(round_by_rule(float(size), "half_even"), 1)
+        # corners in the float32 arithmetic of the upstream code, then np.round (half to even)
+        y0, x0 = np.round(self.centre - np.float32((side - 1) / 2)).astype(int)
+        patch = crop_window(img, int(x0), int(y0), side, side, self.fill)
+        return cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+
+    def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None:
+        p = self.params
+        x, y, w, h = box
+        self.centre = np.array([y + (h - 1) / 2, x + (w - 1) / 2], np.float32)
+        self.target_sz = np.array([h, w], np.float32)
+        context = np.float32(p.context_amount) * np.sum(self.target_sz)
+        self.z_sz = np.sqrt(np.prod(self.target_sz + context))
+        self.x_sz = self.z_sz * np.float32(p.instance_size) / np.float32(p.exemplar_size)
+        self.fill = rounded_fill(img.mean(axis=(0, 1)))
+        z = self._crop(img, self.z_sz, p.exemplar_size)
+        self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
+
+    def _track(self, img: np.ndarray) -> TrackResult:
+        p = self.params
+        crops = [self._crop(img, self.x_sz * f, p.instance_size) for f in self.scale_factors]
+        out = self.engine.search(to_blob(crops, p.colour == "rgb"), self.kernels)
+        raw = out.outputs["response"][:, 0]
+        side = self.response_side
+        responses = np.stack([cv2.resize(r, (side, side), interpolation=cv2.INTER_CUBIC) for r in raw])
+        mid = p.scale_num // 2
+        responses[:mid] *= np.float32(p.scale_penalty)
+        responses[mid + 1:] *= np.float32(p.scale_penalty)
+        scale_id = int(np.argmax(np.amax(responses, axis=(1, 2))))
+        response = responses[scale_id]
+        peak = float(response.max())
+        response = response - response.min()
+        response = response / (response.sum() + np.float32(1e-16))
+        response = (1 - p.window_influence) * response + p.window_influence * self.window
+        loc = np.unravel_index(int(response.argmax()), response.shape)
+        disp = (np.array(loc) - (side - 1) / 2) * p.stride / p.response_up
+        disp = disp * self.x_sz * self.scale_factors[scale_id] / p.instance_size
+        self.centre = (self.centre.astype(np.float64) + disp).astype(np.float32)
+        scale = (1 - p.scale_lr) * 1.0 + p.scale_lr * self.scale_factors[scale_id]
+        self.target_sz = (self.target_sz.astype(np.float64) * scale).astype(np.float32)
+        self.z_sz = float(self.z_sz) * scale
+        self.x_sz = float(self.x_sz) * scale
+        cy, cx = (float(v) for v in self.centre)
+        h, w = (float(v) for v in self.target_sz)
+        return TrackResult(bbox=(cx - (w - 1) / 2, cy - (h - 1) / 2, w, h), score=peak)
