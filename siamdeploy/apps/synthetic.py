@@ -60,7 +60,7 @@ def generate_sequence(seed: int = 0, num_frames: int = 60, size: tuple[int, int]
     look_alike = cv2.addWeighted(target, 0.8, texture(rng, 64, 64, smooth=3.0), 0.2, 0)
     t = np.linspace(0.0, 1.0, num_frames)
     # A loop that reaches past the left/top edges and back, with a little jitter.
-    phase = rng.uniform(0, 2 * np.pi)
+    phase = rng.uniform(-0.3, 0.3)  # starts near the centre, fully inside the frame
     cx = width * (0.5 + 0.55 * np.sin(2 * np.pi * t + phase)) + rng.normal(0, 1.5, num_frames)
     cy = height * (0.5 + 0.35 * np.sin(4 * np.pi * t + phase / 2)) + rng.normal(0, 1.5, num_frames)
     scale = 1.0 + 0.35 * np.sin(2 * np.pi * t * 1.5)

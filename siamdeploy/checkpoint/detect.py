@@ -34,16 +34,17 @@ def guess_preset(state: dict[str, torch.Tensor], layout: Layout, filename: str =
     keys = state.keys()
     if layout.name == "siamfc":
         return Guess("siamfc", (), "siamfc-pytorch AlexNetV1 keys")
-    if layout.name == "dasiamrpn":
+    if "rpn_head.template_cls_conv.weight" in keys:  # up-channel SiamRPN: DaSiamRPN's structure
+        origin = "DaSiamRPN" if layout.name == "dasiamrpn" else "up-channel SiamRPN"
         width = (_shape(state, "backbone.features.0.weight") or (0,))[0]
         if width == 192:
-            return Guess("dasiamrpn_big", (), "DaSiamRPN keys, width-2 AlexNet (SiamRPNBIG)")
+            return Guess("dasiamrpn_big", (), f"{origin} keys, width-2 AlexNet (SiamRPNBIG)")
         if "otb" in name:
-            return Guess("dasiamrpn_otb", ("dasiamrpn_vot",), "DaSiamRPN width-1 keys, 'otb' in the file name")
+            return Guess("dasiamrpn_otb", ("dasiamrpn_vot",), f"{origin} width-1 keys, 'otb' in the file name")
         if "vot" in name:
-            return Guess("dasiamrpn_vot", ("dasiamrpn_otb",), "DaSiamRPN width-1 keys, 'vot' in the file name")
+            return Guess("dasiamrpn_vot", ("dasiamrpn_otb",), f"{origin} width-1 keys, 'vot' in the file name")
         return Guess("dasiamrpn_vot", ("dasiamrpn_otb",),
-                     "DaSiamRPN width-1 keys (SiamRPNVOT and SiamRPNOTB share this structure)")
+                     f"{origin} width-1 keys (SiamRPNVOT and SiamRPNOTB share this structure)")
     if any(k.startswith("mask_head.") for k in keys):
         return Guess("siammask_r50_l3", (), "pysot SiamMask keys (mask_head, refine_head)")
     if "backbone.features.0.weight" in keys:

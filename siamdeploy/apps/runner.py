@@ -1,0 +1,173 @@
+"""The run loop behind ``python -m siamdeploy.run``: source -> tracker(s) -> results file, annotated video,
+summary with latency percentiles and, when the source has ground truth, the success score."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..eval.metrics import iou, success_auc
+from ..runtime import Tracker, TrackResult
+from .draw import COLOURS, draw_result, draw_text
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    """What a run did. Latencies in milliseconds per frame (all targets)."""
+
+    frames: int = 0
+    backend: str = ""
+    preset: str = ""
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    success: float | None = None
+    mean_iou: float | None = None
+    results_paths: list[str] = field(default_factory=list)
+    video_path: str | None = None
+    interrupted: bool = False
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stage_ms.setdefault(stage, []).append(seconds * 1000.0)
+
+    def lines(self) -> list[str]:
+        out = [f"frames tracked: {self.frames}   preset: {self.preset}   backend: {self.backend}"]
+        for stage, values in self.stage_ms.items():
+            v = np.asarray(values)
+            out.append(f"  {stage:<10} p50 {np.percentile(v, 50):8.2f} ms   p90 {np.percentile(v, 90):8.2f} ms"
+                       f"   p99 {np.percentile(v, 99):8.2f} ms")
+        total = self.stage_ms.get("frame")
+        if total:
+            out.append(f"  throughput {1000.0 / max(np.mean(total), 1e-9):.1f} FPS end to end")
+        if self.success is not None:
+            out.append(f"success score (OTB AUC) against ground truth: {self.success:.3f}   mean IoU: "
+                       f"{self.mean_iou:.3f}")
+        for path in self.results_paths:
+            out.append(f"results: {path}")
+        if self.video_path:
+            out.append(f"annotated video: {self.video_path}")
+        if self.interrupted:
+            out.append("stopped early (interrupted); results up to the last frame are saved")
+        return out
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``"x,y,w,h"`` -> floats; a malformed string is an :class:`InputError`."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise InputError(f"--init must be x,y,w,h (four numbers), got '{text}'")
+    return values  # type: ignore[return-value]
+
+
+def _format(result: TrackResult) -> str:
+    values = list(result.bbox)
+    if result.polygon is not None:
+        values += list(np.asarray(result.polygon).reshape(-1))
+    return ",".join(f"{float(v):.4f}" for v in values)
+
+
+class _Progress:
+    """A one-line progress bar on stderr for headless runs over files."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total, self.enabled, self.last = total, enabled, 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.5:
+            return
+        self.last = now
+        if self.total:
+            filled = int(30 * done / self.total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} frames")
+        else:
+            sys.stderr.write(f"\r{done} frames")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[float, float, float, float]],
+                 results_path: str | None, video_path: str | None, progress: bool = True) -> Summary:
+    """Track every target of ``inits`` through ``source``; frame 0 initialises. Writes results as it goes."""
+    summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name)
+    handles = []
+    if results_path:
+        os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
+        stem, ext = os.path.splitext(results_path)
+        paths = [results_path] if len(trackers) == 1 else [f"{stem}_target{i}{ext}" for i in range(len(trackers))]
+        handles = [open(p, "w", encoding="utf-8") for p in paths]
+        summary.results_paths = paths
+    writer = None
+    bar = _Progress(source.length, progress)
+    predictions: list[tuple[float, float, float, float]] = []
+    try:
+        for index, frame in enumerate(source.frames):
+            t0 = time.perf_counter()
+            truth = source.ground_truth[index] if source.ground_truth is not None and index < len(
+                source.ground_truth) else None
+            if index == 0:
+                for tracker, box, fh in zip(trackers, inits, handles or [None] * len(trackers)):
+                    tracker.init(frame, box)
+                    if fh:
+                        fh.write(",".join(f"{v:.4f}" for v in box) + "\n")
+                results = [TrackResult(bbox=tuple(map(float, b)), score=1.0) for b in inits]
+                t1 = time.perf_counter()
+                summary.add("init", t1 - t0)
+            else:
+                results = [tracker.track(frame) for tracker in trackers]
+                t1 = time.perf_counter()
+                summary.add("track", t1 - t0)
+                for fh, res in zip(handles, results):
+                    fh.write(_format(res) + "\n")
+                    fh.flush()
+            predictions.append(results[0].bbox)
+            if video_path:
+                canvas = frame
+                for i, res in enumerate(results):
+                    canvas = draw_result(canvas, res, COLOURS[i % len(COLOURS)], truth if i == 0 else None)
+                draw_text(canvas, [f"frame {index}  score {results[0].score:.3f}",
+                                   f"{summary.backend}  {1.0 / max(t1 - t0, 1e-9):.1f} FPS"])
+                if writer is None:
+                    os.makedirs(os.path.dirname(os.path.abspath(video_path)), exist_ok=True)
+                    video_size = (canvas.shape[1], canvas.shape[0])
+                    writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*"mp4v"), source.fps, video_size)
+                    if not writer.isOpened():
+                        raise InputError(f"cannot write video '{video_path}'; use a .mp4 or .avi path in a "
+                                         "writable folder")
+                if (canvas.shape[1], canvas.shape[0]) != video_size:  # frame size changed mid-stream
+                    canvas = cv2.resize(canvas, video_size)
+                writer.write(canvas)
+                summary.add("draw+write", time.perf_counter() - t1)
+            if index > 0:
+                summary.add("frame", time.perf_counter() - t0)
+            summary.frames = index + 1
+            bar.update(index + 1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        for fh in handles:
+            fh.close()
+        if writer is not None:
+            writer.release()
+            summary.video_path = video_path
+        source.close()
+    if source.ground_truth is not None and predictions:
+        gt = source.ground_truth[:len(predictions)]
+        summary.success = success_auc(np.asarray(predictions), gt)
+        summary.mean_iou = float(iou(np.asarray(predictions), gt).mean())
+    return summary

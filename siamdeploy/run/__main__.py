@@ -1,0 +1,89 @@
+"""``python -m siamdeploy.run SOURCE``: track a target through the demo, a video or an image folder.
+
+SOURCE is ``demo`` (a generated sequence with ground truth), a video file, or a folder of images.
+Without ``--model`` a seeded random-weight model is used (no trained weights ship with siamdeploy).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ..errors import InputError, SiamDeployError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m siamdeploy.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", nargs="?", default="demo", help="demo | VIDEO | IMAGE_FOLDER (default: demo)")
+    ap.add_argument("--model", help="checkpoint (.pth/.model); default: a seeded random-weight model")
+    ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
+    ap.add_argument("--preset", help="preset id (see siamdeploy.PRESETS); default: detected from the checkpoint")
+    ap.add_argument("--backend", default="torch", help="inference backend (default: torch)")
+    ap.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
+    ap.add_argument("--init", action="append", metavar="X,Y,W,H",
+                    help="initial box on the first frame (0-based pixels); repeat for several targets")
+    ap.add_argument("--out", default=None, help="output folder (default: runs/<source name>)")
+    ap.add_argument("--save", help="annotated video path (default: <out>/annotated.mp4); 'none' to skip")
+    ap.add_argument("--results", help="results file, one x,y,w,h per frame (default: <out>/results.txt)")
+    ap.add_argument("--frames", type=int, default=60, help="demo length in frames (default: 60)")
+    ap.add_argument("--trust-checkpoint", action="store_true",
+                    help="allow checkpoints that need full unpickling (runs code from the file)")
+    ap.add_argument("--no-display", action="store_true", help="headless (the only mode in this version)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return _run(args)
+    except SiamDeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..apps.runner import parse_box, run_tracking
+    from ..apps.sources import open_source
+
+    inits = [parse_box(t) for t in args.init or []]
+    if args.frames < 2:
+        raise InputError("--frames must be at least 2")
+    source = open_source(args.source, demo_frames=args.frames)
+    if not inits:
+        if source.ground_truth is None:
+            source.close()
+            raise InputError("give the target with --init x,y,w,h (interactive selection needs a display)")
+        inits = [tuple(float(v) for v in source.ground_truth[0])]
+    trackers = [_make_tracker(args) for _ in inits]
+    out_dir = args.out or os.path.join("runs", source.name)
+    video = None if (args.save or "").lower() == "none" else (args.save or os.path.join(out_dir, "annotated.mp4"))
+    results = args.results or os.path.join(out_dir, "results.txt")
+    summary = run_tracking(source, trackers, inits, results, video, progress=not args.quiet)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime Tracker
+    from .. import load_tracker
+    from ..engine.torch_engine import TorchEngine
+    from ..presets import get_preset
+    from ..runtime import make_tracker
+
+    if args.model:
+        return load_tracker(args.model, config=args.config, preset=args.preset, backend=args.backend,
+                            device=args.device, allow_unsafe_pickle=args.trust_checkpoint)
+    from ..models.random_init import random_model
+
+    preset = get_preset(args.preset or "siamrpn_alex_dwxcorr")
+    logging.getLogger("siamdeploy.run").warning(
+        "no --model given: using a seeded random-weight %s model with calibrated BatchNorm (no trained weights "
+        "ship with siamdeploy), so it will not follow the target like a trained tracker", preset.name)
+    return make_tracker(TorchEngine(random_model(preset, seed=0), args.device), preset.track, preset.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
