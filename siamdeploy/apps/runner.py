@@ -2,6 +2,7 @@
 summary with latency percentiles and, when the source has ground truth, the success score."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -104,6 +105,19 @@ def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[floa
                  results_path: str | None, video_path: str | None, progress: bool = True) -> Summary:
     """Track every target of ``inits`` through ``source``; frame 0 initialises. Writes results as it goes."""
     summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name)
+    frames = iter(source.frames)
+    first = next(frames, None)
+    if first is None:
+        source.close()
+        raise InputError(f"source '{source.name}' has no frames")
+    t0 = time.perf_counter()
+    try:  # a bad init box fails here, before any output file exists
+        for tracker, box in zip(trackers, inits):
+            tracker.init(first, box)
+    except BaseException:
+        source.close()
+        raise
+    summary.add("init", time.perf_counter() - t0)
     handles = []
     if results_path:
         os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
@@ -112,28 +126,23 @@ def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[floa
         handles = [open(p, "w", encoding="utf-8") for p in paths]
         summary.results_paths = paths
     writer = None
+    video_size = (0, 0)
     bar = _Progress(source.length, progress)
     predictions: list[tuple[float, float, float, float]] = []
     try:
-        for index, frame in enumerate(source.frames):
+        for index, frame in enumerate(itertools.chain([first], frames)):
             t0 = time.perf_counter()
             truth = source.ground_truth[index] if source.ground_truth is not None and index < len(
                 source.ground_truth) else None
             if index == 0:
-                for tracker, box, fh in zip(trackers, inits, handles or [None] * len(trackers)):
-                    tracker.init(frame, box)
-                    if fh:
-                        fh.write(",".join(f"{v:.4f}" for v in box) + "\n")
-                results = [TrackResult(bbox=tuple(map(float, b)), score=1.0) for b in inits]
-                t1 = time.perf_counter()
-                summary.add("init", t1 - t0)
+                results = [TrackResult(bbox=tuple(float(v) for v in b), score=1.0) for b in inits]
             else:
                 results = [tracker.track(frame) for tracker in trackers]
-                t1 = time.perf_counter()
-                summary.add("track", t1 - t0)
-                for fh, res in zip(handles, results):
-                    fh.write(_format(res) + "\n")
-                    fh.flush()
+                summary.add("track", time.perf_counter() - t0)
+            for fh, res in zip(handles, results):
+                fh.write(_format(res) + "\n")
+                fh.flush()
+            t1 = time.perf_counter()
             predictions.append(results[0].bbox)
             if video_path:
                 canvas = frame

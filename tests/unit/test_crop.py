@@ -80,6 +80,9 @@ def test_crop_window_whole_frame_is_identical():
     (W - 3, H - 2, 5, 4),  # bottom-right overhang
     (-3, 5, W + 6, 2),   # wider than the frame on both sides
     (5, -4, 3, H + 8),   # taller than the frame on both sides
+    (-4, 2, 5, 3),       # exactly one column inside
+    (3, H - 1, 2, 4),    # exactly one row inside
+    (W - 1, H - 1, 3, 3),  # exactly one pixel inside
 ])
 def test_crop_window_partially_outside_uses_fill(x0, y0, width, height):
     img = coded_image()
