@@ -40,7 +40,9 @@ def read_state_dict(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
+        # torch words every weights-only refusal alike; only "Unsupported global" means real Python objects
+        # (anything else is a file that is not a checkpoint at all, and trusting it would not help).
+        if "unsupported global" in str(err).lower():
             raise CheckpointError(
                 f"checkpoint '{path}' contains Python objects beyond tensors and needs full unpickling; "
                 f"{_TRUST_HINT}") from None

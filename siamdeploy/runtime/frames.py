@@ -21,19 +21,21 @@ def as_bgr(frame: object) -> np.ndarray:
     if frame.dtype != np.uint8:
         raise InputError(f"frame must be uint8, got {frame.dtype} with shape {frame.shape}; "
                          "convert with frame.astype(np.uint8) after scaling to 0..255")
+    if frame.ndim in (2, 3) and (frame.shape[0] < 1 or frame.shape[1] < 1):
+        raise InputError(f"frame is empty (shape {frame.shape})")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
         frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_GRAY2BGR)
     elif frame.ndim == 3 and frame.shape[2] == 4:
         frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
     elif not (frame.ndim == 3 and frame.shape[2] == 3):
         raise InputError(f"frame must be HxWx3 (BGR), HxW (gray) or HxWx4 (BGRA), got shape {frame.shape}")
-    if frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise InputError(f"frame is empty (shape {frame.shape})")
     return frame
 
 
 def check_box(box: Sequence[float], frame_shape: tuple[int, ...]) -> tuple[float, float, float, float]:
     """Validate an ``(x, y, w, h)`` box (0-based, top-left + size) against a frame; returns floats."""
+    if isinstance(box, (str, bytes)):
+        raise InputError(f"box must be four numbers (x, y, w, h), got the string {box!r}")
     try:
         x, y, w, h = (float(v) for v in box)
     except (TypeError, ValueError):

@@ -138,10 +138,6 @@ def test_not_a_checkpoint_raises_checkpoint_error(tmp_path, content):
         load_tracker(path, device="cpu")
 
 
-@pytest.mark.xfail(strict=True, reason="package bug: content that is not a pickle at all fails torch's "
-                                       "weights-only unpickler ('Unsupported operand'), and reader.py reports "
-                                       "every weights-only failure as 'needs full unpickling; pass "
-                                       "allow_unsafe_pickle=True'")
 @pytest.mark.parametrize("content", list(NOT_CHECKPOINTS.values()), ids=list(NOT_CHECKPOINTS))
 def test_not_a_checkpoint_is_not_blamed_on_pickle_safety(tmp_path, content):
     path = tmp_path / "model.pth"

@@ -62,7 +62,7 @@ class RPNTracker(Tracker):
         if p.small_target_instance_size is not None and w * h / float(img.shape[0] * img.shape[1]) < p.small_target_ratio:
             self.instance_size = p.small_target_instance_size
         self.avg = img.mean(axis=(0, 1))
-        s_z = round_by_rule(self._context_size(), p.size_rounding)
+        s_z = max(round_by_rule(self._context_size(), p.size_rounding), 1)  # sub-pixel boxes: upstream crashes
         z = self._crop(img, p.exemplar_size, s_z)
         self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
         self._on_init()
@@ -82,7 +82,7 @@ class RPNTracker(Tracker):
         s_z = self._context_size()
         scale_z = p.exemplar_size / s_z
         instance = self.search_size()
-        crop_size = round_by_rule(s_z * (instance / p.exemplar_size), p.size_rounding)
+        crop_size = max(round_by_rule(s_z * (instance / p.exemplar_size), p.size_rounding), 1)
         prev_centre = self.centre.copy()
         out = self.engine.search(to_blob([self._crop(img, instance, crop_size)], p.colour == "rgb"), self.kernels)
         anchors, window = self.grid(instance)
