@@ -14,6 +14,17 @@ from typing import Any
 ROUND_FLOOR_HALF_UP = "floor_half_up"   # pysot: floor(x + 0.5)
 ROUND_HALF_AWAY = "half_away"           # Python 2 round (DaSiamRPN run as released)
 ROUND_HALF_EVEN = "half_even"           # Python 3 round / np.round
+ROUND_HALF_UP = "half_up"               # haooozi/SiamTrackers: round(v + 1e-6 + 1000) - 1000
+CROP_SQUARE = "square"                  # pysot/DaSiamRPN/foolwood: integer side, corners rounded
+CROP_FLOAT_INCLUSIVE = "float_inclusive"  # haooozi/SiamTrackers: float side, inclusive rounded corners
+CENTRE_PYSOT = "pysot"                  # centre x + (w-1)/2
+CENTRE_HALF = "half"                    # centre x + w/2 (foolwood/SiamMask demo)
+BOX_PYSOT = "pysot"                     # reported (cx - w/2, cy - h/2, w, h)
+BOX_INCLUSIVE = "inclusive"             # reported (cx - (w-1)/2, cy - (h-1)/2, w, h)
+CLAMP_FRAME = "frame"                   # size clipped to [10, W] x [10, H], centre to the frame
+CLAMP_INIT_RELATIVE = "init_relative"   # size clipped relative to the initial size; crop size separately
+MASK_REFINE = "refine"
+MASK_HEAD = "head"
 
 
 @dataclass(frozen=True)
@@ -81,9 +92,18 @@ class TrackParams:
     # --- DaSiamRPN-BIG: search size used when the target covers < small_target_ratio of the image at init
     small_target_instance_size: int | None = None
     small_target_ratio: float = 0.004
-    # --- rule variants
+    # --- rule variants (REFERENCE.md §6): how the upstream code bases differ around the same loop
     crop_rounding: str = ROUND_FLOOR_HALF_UP  # crop corners, e.g. pysot floor(c - (s+1)/2 + 0.5)
     size_rounding: str = ROUND_HALF_EVEN      # crop sizes: s_z at init and round(s_x) per frame
+    crop_style: str = CROP_SQUARE             # square rounded crops | float-sized inclusive crops
+    init_centre: str = CENTRE_PYSOT           # x + (w-1)/2 | x + w/2
+    box_output: str = BOX_PYSOT               # reported box (cx - w/2, ...) | (cx - (w-1)/2, ...)
+    size_clamp: str = CLAMP_FRAME             # size in [10, W] | in [min_scale, max_scale] x initial size
+    min_scale: float = 0.1
+    max_scale: float = 10.0
+    mask_border: float = 0.0                  # value outside the warped mask window (foolwood: -1)
+    polygon_before_clip: bool = False         # foolwood computes the mask fallback from the unclipped box
+    mask_source: str = MASK_REFINE            # refine branch (127x127) | mask head at the cell (63x63)
     # --- SiamFC
     scale_num: int = 3
     scale_step: float = 1.0375

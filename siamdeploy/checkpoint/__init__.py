@@ -12,7 +12,7 @@ from ..models import SiameseNet
 from ..presets import Preset, get_preset
 from .detect import Guess, guess_preset
 from .layouts import LAYOUTS, Layout, to_canonical
-from .reader import normalise_state_dict, read_state_dict
+from .reader import normalise_state_dict, read_checkpoint, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ class LoadedModel:
 
 
 def resolve_preset(state: dict[str, torch.Tensor], layout: Layout, path: str,
-                   config: str | os.PathLike[str] | None, preset: str | Preset | None) -> Preset:
+                   config: str | os.PathLike[str] | None, preset: str | Preset | None,
+                   wrapper: str | None = None) -> Preset:
     """Pick the preset: an explicit config or preset id wins; otherwise guess from the keys and log it."""
     if config is not None and preset is not None:
         raise ConfigError("give either a config file or a preset id, not both")
@@ -42,7 +43,7 @@ def resolve_preset(state: dict[str, torch.Tensor], layout: Layout, path: str,
         return preset
     if preset is not None:
         return get_preset(preset)
-    guess = guess_preset(state, layout, path)
+    guess = guess_preset(state, layout, path, wrapper)
     if guess.preset is None:
         raise CheckpointError(f"cannot tell which tracker '{os.path.basename(path)}' is: {guess.reason} "
                               "(or pass --preset)")
@@ -55,9 +56,11 @@ def load_model(path: str | os.PathLike[str], config: str | os.PathLike[str] | No
                preset: str | Preset | None = None, allow_unsafe_pickle: bool = False) -> LoadedModel:
     """Read a checkpoint from any supported code base and load it strictly into its network (eval mode)."""
     path = os.fspath(path)
-    raw = read_state_dict(path, allow_unsafe_pickle)
+    raw, wrapper = read_checkpoint(path, allow_unsafe_pickle)
     state, layout = to_canonical(raw)
-    chosen = resolve_preset(state, layout, path, config, preset)
+    if layout.note:
+        log.info("%s: %s", os.path.basename(path), layout.note)
+    chosen = resolve_preset(state, layout, path, config, preset, wrapper)
     net = SiameseNet(chosen.model)
     load_strict(net, state, chosen, layout, path)
     net.eval()

@@ -28,12 +28,30 @@ def _shape(state: dict[str, torch.Tensor], key: str) -> tuple[int, ...] | None:
     return tuple(value.shape) if value is not None else None
 
 
-def guess_preset(state: dict[str, torch.Tensor], layout: Layout, filename: str = "") -> Guess:
-    """Best preset for a canonical state dict (see :func:`siamdeploy.checkpoint.layouts.to_canonical`)."""
+def guess_preset(state: dict[str, torch.Tensor], layout: Layout, filename: str = "",
+                 wrapper: str | None = None) -> Guess:
+    """Best preset for a canonical state dict (see :func:`siamdeploy.checkpoint.layouts.to_canonical`).
+
+    ``wrapper``: the key the tensors were stored under in the file (SiamTrackers saves DaSiamRPN's key
+    names under ``'model'``; DaSiamRPN's own files are plain state dicts)."""
     name = os.path.basename(filename).lower()
     keys = state.keys()
     if layout.name == "siamfc":
         return Guess("siamfc", (), "siamfc-pytorch AlexNetV1 keys")
+    if layout.name == "haooozi":
+        return Guess("siamrpn_haooozi", (), "haooozi/SiamRPN keys (examplar_cla, instance_cla, ...)")
+    if layout.name == "dasiamrpn" and wrapper == "model":
+        return Guess("siamrpn_siamtrackers", ("dasiamrpn_vot", "dasiamrpn_otb"),
+                     "DaSiamRPN key names saved under 'model' (HonglinChu/SiamTrackers training snapshot)")
+    if layout.name == "foolwood_siammask":
+        if not any(k.startswith("refine_head.") for k in keys):
+            return Guess("siammask_base", (), "foolwood/SiamMask keys without refine (base model)")
+        for hint, preset in (("davis", "siammask_davis"), ("_ld", "siammask_vot_ld"), ("vot18", "siammask_vot_ld")):
+            if hint in name:
+                return Guess(preset, ("siammask_vot", "siammask_vot_ld", "siammask_davis"),
+                             f"foolwood/SiamMask sharp keys, '{hint.strip('_')}' in the file name")
+        return Guess("siammask_vot", ("siammask_vot_ld", "siammask_davis"),
+                     "foolwood/SiamMask sharp keys (its three released configs share this structure)")
     if "rpn_head.template_cls_conv.weight" in keys:  # up-channel SiamRPN: DaSiamRPN's structure
         origin = "DaSiamRPN" if layout.name == "dasiamrpn" else "up-channel SiamRPN"
         width = (_shape(state, "backbone.features.0.weight") or (0,))[0]

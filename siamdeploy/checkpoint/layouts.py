@@ -6,6 +6,7 @@ Adding a code base = adding a :class:`Layout` row (and, if its tracker differs, 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,8 @@ class Layout:
     source: str
     marker: str
     renames: tuple[tuple[str, str], ...] = ()
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    note: str = ""
 
     def matches(self, keys: list[str]) -> bool:
         pattern = re.compile(self.marker)
@@ -44,7 +47,7 @@ class Layout:
                 raise CheckpointError(f"checkpoint keys '{key}' and another both map to '{new}' in layout "
                                       f"'{self.name}'; the file mixes two layouts")
             out[new] = value
-        return out
+        return self.transform(out) if self.transform is not None else out
 
 
 # pysot's `alexnet` backbone names its stages layer1..5; `alexnetlegacy` uses one `features` Sequential.
@@ -61,8 +64,52 @@ _DASIAM_RENAMES = (
     (r"^regress_adjust\.", "rpn_head.loc_adjust."),
 )
 
+_HAOOOZI_RENAMES = (
+    (r"^featureExtract\.", "backbone.features."),
+    (r"^examplar_cla\.", "rpn_head.template_cls_conv."),
+    (r"^examplar_reg\.", "rpn_head.template_loc_conv."),
+    (r"^instance_cla\.", "rpn_head.search_cls_conv."),
+    (r"^instance_reg\.", "rpn_head.search_loc_conv."),
+    (r"^regress_adjust\.", "rpn_head.loc_adjust."),
+)
+
+_FOOLWOOD_RENAMES = (
+    (r"^features\.features\.", "backbone."),
+    (r"^features\.", "neck."),
+    (r"^rpn_model\.", "rpn_head."),
+    (r"^mask_model\.mask\.", "mask_head."),
+    (r"^refine_model\.", "refine_head."),
+)
+
+# ImageNet statistics haooozi/SiamRPN normalises with (RGB order, on 0..1 input).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def fold_rgb_normalisation(state: dict[str, torch.Tensor], key: str = "backbone.features.0",
+                           mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+                           ) -> dict[str, torch.Tensor]:
+    """Fold "RGB, /255, minus mean, over std" into the first (unpadded) convolution, so the network takes
+    BGR 0..255 like the other families. Exact up to float rounding: for input channel ``c`` (RGB),
+    ``W'[:, 2-c] = W[:, c] / (255 std_c)`` and ``b' = b - sum_c (mean_c / std_c) * sum(W[:, c])``."""
+    weight = state[f"{key}.weight"].double()
+    bias = state[f"{key}.bias"].double()
+    m = torch.tensor(mean, dtype=torch.float64)
+    s = torch.tensor(std, dtype=torch.float64)
+    scaled = weight / (255.0 * s.view(1, 3, 1, 1))
+    new_bias = bias - (weight.sum(dim=(2, 3)) * (m / s).view(1, 3)).sum(dim=1)
+    out = dict(state)
+    out[f"{key}.weight"] = scaled.flip(1).float().contiguous()  # RGB -> BGR input channels
+    out[f"{key}.bias"] = new_bias.float()
+    return out
+
+
 LAYOUTS: tuple[Layout, ...] = (
+    Layout("haooozi", "haooozi/SiamRPN", r"^examplar_cla\.weight$", _HAOOOZI_RENAMES, fold_rgb_normalisation,
+           note="input normalisation (RGB, /255, ImageNet mean/std) folded into the first convolution: "
+                "the network takes BGR 0..255"),
     Layout("dasiamrpn", "dasiamrpn", r"^featureExtract\.\d+\.weight$", _DASIAM_RENAMES),
+    Layout("foolwood_siammask", "foolwood/SiamMask", r"^features\.features\.conv1\.weight$", _FOOLWOOD_RENAMES),
     Layout("siamfc", "siamfc", r"^backbone\.conv5\.0\.weight$"),
     Layout("pysot_alexnet", "pysot", r"^backbone\.layer5\.0\.weight$", _ALEXNET_RENAMES),
     Layout("pysot", "pysot", r"^(backbone|rpn_head)\."),

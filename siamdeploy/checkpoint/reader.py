@@ -30,6 +30,13 @@ def read_state_dict(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
     prefixes (DataParallel) and drops ``num_batches_tracked`` buffers.
     Raises :class:`CheckpointError` with a one-line reason for anything unreadable.
     """
+    return read_checkpoint(path, allow_unsafe_pickle)[0]
+
+
+def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = False
+                    ) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Like :func:`read_state_dict`, also returning the wrapper key the tensors were found under
+    (``'state_dict'``, ``'model'`` ... or None for a plain state dict): it tells some code bases apart."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist; check the path")
@@ -52,18 +59,22 @@ def read_state_dict(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
             IndexError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"cannot read checkpoint '{path}': it is truncated or not a PyTorch file "
                               f"({_short(err)}); download or copy it again") from None
-    return normalise_state_dict(obj, path)
+    return normalise_state_dict(obj, path), _wrapper_key(obj)
+
+
+def _wrapper_key(obj: Any) -> str | None:
+    if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        return next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    return None
 
 
 def normalise_state_dict(obj: Any, origin: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Unwrap a loaded object into a flat tensor dict (see :func:`read_state_dict`)."""
     for _ in range(3):  # nested wrappers, e.g. {'model': {'state_dict': ...}}
-        if not isinstance(obj, Mapping):
+        key = _wrapper_key(obj)
+        if key is None:
             break
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None or any(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        obj = inner
+        obj = obj[key]
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{origin} does not hold a state dict (got {type(obj).__name__}); "
                               "pass a checkpoint saved from a model's state_dict()")

@@ -6,7 +6,7 @@ import math
 import cv2
 import numpy as np
 
-from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN
+from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP
 from ..errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def round_by_rule(value: float, rule: str) -> int:
     """Round ``value`` to an integer by one of the upstream rules.
 
     ``floor_half_up``: ``floor(v + 0.5)`` (pysot); ``half_away``: Python 2 ``round`` (DaSiamRPN);
-    ``half_even``: Python 3 ``round`` / ``np.round``.
+    ``half_even``: Python 3 ``round`` / ``np.round``; ``half_up``: haooozi's ``round(v + 1e-6 + 1000) - 1000``.
     """
     if rule == ROUND_FLOOR_HALF_UP:
         return math.floor(value + 0.5)
@@ -22,7 +22,9 @@ def round_by_rule(value: float, rule: str) -> int:
         return int(math.copysign(math.floor(abs(value) + 0.5), value))
     if rule == ROUND_HALF_EVEN:
         return round(value)
-    raise ConfigError(f"unknown rounding rule '{rule}'; known: floor_half_up, half_away, half_even")
+    if rule == ROUND_HALF_UP:  # the upstream offsets keep its float rounding at ties exactly
+        return round(value + 1e-6 + 1000) - 1000
+    raise ConfigError(f"unknown rounding rule '{rule}'; known: floor_half_up, half_away, half_even, half_up")
 
 
 def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: np.ndarray) -> np.ndarray:
@@ -66,6 +68,29 @@ def square_crop(img: np.ndarray, centre: tuple[float, float], size: int, out_siz
     if size != out_size:
         patch = cv2.resize(patch, (out_size, out_size))
     return patch
+
+
+def float_crop(img: np.ndarray, centre: tuple[float, float], side: float, out_size: int,
+               fill: np.ndarray) -> tuple[np.ndarray, int]:
+    """haooozi / SiamTrackers ``crop_and_pad``: a float-sized window, corners rounded half up, inclusive.
+
+    Corners ``x0 = c - (side-1)/2``, ``x1 = x0 + side - 1``; the patch spans pixels ``R(x0)..R(x1)``
+    (so it is ``floor(side)`` or ``ceil(side)`` wide per axis and may be non-square) and is resized to
+    ``out_size`` unless ``side == out_size``. Returns ``(patch, patch_height_before_resize)``.
+    """
+    height, width = img.shape[:2]
+    corners = []
+    for c, limit in ((centre[0], width), (centre[1], height)):
+        lo = c - (side - 1) / 2
+        hi = lo + side - 1
+        pad = round_by_rule(max(0.0, -lo), ROUND_HALF_UP)  # upstream rounds in padded coordinates
+        corners.append((round_by_rule(lo + pad, ROUND_HALF_UP) - pad, round_by_rule(hi + pad, ROUND_HALF_UP) - pad))
+    (x0, x1), (y0, y1) = corners
+    patch = crop_window(img, x0, y0, x1 - x0 + 1, y1 - y0 + 1, fill)
+    patch_height = patch.shape[0]
+    if side != out_size:
+        patch = cv2.resize(patch, (out_size, out_size))
+    return patch, patch_height
 
 
 def to_blob(patches: list[np.ndarray], rgb: bool) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ...config import MASK_HEAD
 from ...engine.base import SearchOutput
 from ..types import TrackResult
 from .rpn import RPNTracker
@@ -48,23 +49,33 @@ def mask_polygon(mask: np.ndarray, threshold: float, fallback: tuple[float, floa
 
 
 class MaskTracker(RPNTracker):
-    """Adds ``polygon`` and ``mask`` to each result. The mask never feeds back into the tracker state."""
+    """Adds ``polygon`` and ``mask`` to each result. The mask never feeds back into the tracker state.
+
+    Rules: ``mask_source`` (pysot/foolwood sharp: the refine branch's 127x127; foolwood base: the mask head's
+    63x63 at the chosen cell), ``mask_border`` (value outside the warped window) and ``polygon_before_clip``
+    (the empty-mask fallback box is the unclipped state, as foolwood computes it before clipping).
+    """
 
     def _finish(self, img: np.ndarray, result: TrackResult, out: SearchOutput, best: int,
-                prev_centre: np.ndarray, crop_size: int, instance: int) -> TrackResult:
+                prev_centre: np.ndarray, crop_side: float, instance: int) -> TrackResult:
         p = self.params
         n = p.score_size(instance)
         _, y, x = np.unravel_index(best, (p.anchor_num, n, n))
-        mask = sigmoid(self.engine.refine(out.extras, (int(y), int(x))))
+        cell = (int(y), int(x))
+        logits = self.engine.mask_at(out.extras, cell) if p.mask_source == MASK_HEAD else \
+            self.engine.refine(out.extras, cell)
+        mask = sigmoid(logits)
         # The exemplar-sized window of the search crop centred on the chosen cell, in frame pixels.
-        s = crop_size / instance
-        left = prev_centre[0] - crop_size / 2
-        top = prev_centre[1] - crop_size / 2
+        s = crop_side / instance
+        left = prev_centre[0] - crop_side / 2
+        top = prev_centre[1] - crop_side / 2
         window = (left + (x - p.base_size / 2) * p.stride * s, top + (y - p.base_size / 2) * p.stride * s,
                   s * p.exemplar_size)
-        frame_mask = warp_mask_to_frame(mask, window, img.shape)
-        cx, cy = self.centre
-        w, h = self.size
+        frame_mask = warp_mask_to_frame(mask, window, img.shape, p.mask_border)
+        if p.polygon_before_clip:
+            cx, cy, w, h = self.unclipped
+        else:
+            (cx, cy), (w, h) = self.centre, self.size
         result.polygon = mask_polygon(frame_mask, p.mask_threshold, (cx - w / 2, cy - h / 2, w, h))
         result.mask = frame_mask
         return result

@@ -1,7 +1,8 @@
-"""Anchor-based trackers: SiamRPN / SiamRPN++ / DaSiamRPN, the long-term variant and SiamMask.
+"""Anchor-based trackers: SiamRPN / SiamRPN++ / DaSiamRPN / up-channel SiamRPN, long-term, and SiamMask.
 
-One loop (pysot's ``SiamRPNTracker``, REFERENCE.md §6); the variants override small hooks:
-search size, window influence, how the state is updated, and the mask stage.
+One loop (pysot's ``SiamRPNTracker``, REFERENCE.md §6). The upstream code bases differ in small, named rules
+carried by :class:`~siamdeploy.config.TrackParams` (crop rounding and style, centre and output conventions,
+size clamps); the long-term and mask variants override small hooks.
 """
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ import math
 
 import numpy as np
 
-from ...config import TrackParams
+from ...config import (BOX_INCLUSIVE, CENTRE_HALF, CLAMP_INIT_RELATIVE, CROP_FLOAT_INCLUSIVE, TrackParams)
 from ...engine.base import Engine, SearchOutput
 from ..anchors import anchor_grid, cosine_window
-from ..crop import round_by_rule, square_crop, to_blob, truncated_fill
+from ..crop import float_crop, round_by_rule, square_crop, to_blob, truncated_fill
 from ..rpn_decode import decode_boxes, foreground_scores, select_best, size_penalty
 from ..types import TrackResult
 from .base import Tracker
 
 
 class RPNTracker(Tracker):
-    """pysot ``SiamRPNTracker`` (also DaSiamRPN with its rounding rules and adaptive search size).
+    """pysot ``SiamRPNTracker`` and its relatives.
 
-    State: ``centre`` (cx, cy) and ``size`` (w, h) in frame pixels, float64.
+    State: ``centre`` (cx, cy) and ``size`` (w, h) in frame pixels, float64. ``crop_wh`` is the size the
+    crops are cut for (the same as ``size`` except under the ``init_relative`` clamp, where the upstream code
+    keeps a separately clipped copy).
     """
 
     def __init__(self, engine: Engine, params: TrackParams, name: str = "") -> None:
@@ -29,10 +32,13 @@ class RPNTracker(Tracker):
         self._grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.centre = np.zeros(2)
         self.size = np.zeros(2)
+        self.crop_wh = np.zeros(2)
+        self.init_size = np.zeros(2)
+        self.unclipped = (0.0, 0.0, 0.0, 0.0)
         self.instance_size = params.instance_size
         self.avg = np.zeros(3)
 
-    # ---- geometry caches
+    # ---- geometry
     def grid(self, instance_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Anchors and cosine window for a search size (cached: the LT tracker switches sizes)."""
         if instance_size not in self._grids:
@@ -44,26 +50,39 @@ class RPNTracker(Tracker):
 
     def _context_size(self) -> float:
         """``sqrt(w_z * h_z)`` with ``w_z = w + context * (w + h)``: the exemplar side in frame pixels."""
-        p = self.params
-        context = p.context_amount * (self.size[0] + self.size[1])
-        return math.sqrt((self.size[0] + context) * (self.size[1] + context))
+        w, h = self.crop_wh
+        context = self.params.context_amount * (w + h)
+        return math.sqrt((w + context) * (h + context))
 
-    def _crop(self, img: np.ndarray, out_size: int, size: int) -> np.ndarray:
-        return square_crop(img, (self.centre[0], self.centre[1]), size, out_size, truncated_fill(self.avg),
-                           self.params.crop_rounding)
+    def _crop(self, img: np.ndarray, side: float, out_size: int) -> tuple[np.ndarray, float, float]:
+        """Crop of ``side`` frame pixels around the centre, resized to ``out_size``.
+
+        Returns ``(patch, crop_side, scale)``: the side actually cut and, for the float-inclusive rule,
+        the network-pixels-per-frame-pixel scale the upstream code derives from the patch height
+        (0 for square crops, whose scale the caller takes from ``s_z``).
+        """
+        p = self.params
+        fill = truncated_fill(self.avg)
+        if p.crop_style == CROP_FLOAT_INCLUSIVE:
+            patch, height = float_crop(img, (self.centre[0], self.centre[1]), side, out_size, fill)
+            return patch, side, out_size / height
+        size = max(round_by_rule(side, p.size_rounding), 1)  # sub-pixel boxes: upstream crashes
+        return square_crop(img, (self.centre[0], self.centre[1]), size, out_size, fill, p.crop_rounding), size, 0.0
 
     # ---- protocol
     def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None:
         p = self.params
         x, y, w, h = box
-        self.centre = np.array([x + (w - 1) / 2, y + (h - 1) / 2])
+        half = (w / 2, h / 2) if p.init_centre == CENTRE_HALF else ((w - 1) / 2, (h - 1) / 2)
+        self.centre = np.array([x + half[0], y + half[1]])
         self.size = np.array([w, h])
+        self.crop_wh = self.size.copy()
+        self.init_size = self.size.copy()
         self.instance_size = p.instance_size
         if p.small_target_instance_size is not None and w * h / float(img.shape[0] * img.shape[1]) < p.small_target_ratio:
             self.instance_size = p.small_target_instance_size
         self.avg = img.mean(axis=(0, 1))
-        s_z = max(round_by_rule(self._context_size(), p.size_rounding), 1)  # sub-pixel boxes: upstream crashes
-        z = self._crop(img, p.exemplar_size, s_z)
+        z, _, _ = self._crop(img, self._context_size(), p.exemplar_size)
         self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
         self._on_init()
 
@@ -80,37 +99,59 @@ class RPNTracker(Tracker):
     def _track(self, img: np.ndarray) -> TrackResult:
         p = self.params
         s_z = self._context_size()
-        scale_z = p.exemplar_size / s_z
         instance = self.search_size()
-        crop_size = max(round_by_rule(s_z * (instance / p.exemplar_size), p.size_rounding), 1)
         prev_centre = self.centre.copy()
-        out = self.engine.search(to_blob([self._crop(img, instance, crop_size)], p.colour == "rgb"), self.kernels)
+        patch, crop_side, scale = self._crop(img, s_z * (instance / p.exemplar_size), instance)
+        scale = scale or p.exemplar_size / s_z
+        out = self.engine.search(to_blob([patch], p.colour == "rgb"), self.kernels)
         anchors, window = self.grid(instance)
         score = foreground_scores(out.outputs["cls"])
         boxes = decode_boxes(out.outputs["loc"], anchors)
-        penalty = size_penalty(boxes, (self.size[0], self.size[1]), scale_z, p.penalty_k)
+        penalty = size_penalty(boxes, (self.size[0], self.size[1]), scale, p.penalty_k)
         best = select_best(score, penalty, window, self.window_influence())
-        best_box = boxes[:, best].astype(np.float64) / scale_z
+        best_box = boxes[:, best].astype(np.float64) / scale
         lr = float(penalty[best] * score[best] * p.lr)
         best_score = float(score[best])
         cx, cy, w, h = self._update(img, best_box, lr, best_score)
-        result = TrackResult(bbox=(cx - w / 2, cy - h / 2, w, h), score=best_score)
-        return self._finish(img, result, out, best, prev_centre, crop_size, instance)
+        if p.box_output == BOX_INCLUSIVE:
+            bbox = (cx - (w - 1) / 2, cy - (h - 1) / 2, w, h)
+        else:
+            bbox = (cx - w / 2, cy - h / 2, w, h)
+        result = TrackResult(bbox=bbox, score=best_score)
+        return self._finish(img, result, out, best, prev_centre, crop_side, instance)
 
     def _update(self, img: np.ndarray, box: np.ndarray, lr: float, score: float) -> tuple[float, float, float, float]:
         """Move and smooth the state towards ``box`` (frame pixels, relative centre); returns the reported
-        ``(cx, cy, w, h)``. pysot clips the state itself."""
+        ``(cx, cy, w, h)``."""
         cx = box[0] + self.centre[0]
         cy = box[1] + self.centre[1]
         w = self.size[0] * (1 - lr) + box[2] * lr
         h = self.size[1] * (1 - lr) + box[3] * lr
+        self.unclipped = (cx, cy, w, h)
+        if self.params.size_clamp == CLAMP_INIT_RELATIVE:
+            return self._clamp_init_relative(img, cx, cy, w, h)
         cx, cy, w, h = clip_state(cx, cy, w, h, img.shape)
         self.centre = np.array([cx, cy])
         self.size = np.array([w, h])
+        self.crop_wh = self.size
+        return cx, cy, w, h
+
+    def _clamp_init_relative(self, img: np.ndarray, cx: float, cy: float, w: float, h: float
+                             ) -> tuple[float, float, float, float]:
+        """haooozi / SiamTrackers: centre into the frame, size within [min, max] x initial size; the crops
+        use a copy of the size clipped to [10, W] x [10, H]."""
+        p = self.params
+        height, width = img.shape[:2]
+        cx, cy = float(np.clip(cx, 0, width)), float(np.clip(cy, 0, height))
+        w = float(np.clip(w, p.min_scale * self.init_size[0], p.max_scale * self.init_size[0]))
+        h = float(np.clip(h, p.min_scale * self.init_size[1], p.max_scale * self.init_size[1]))
+        self.centre = np.array([cx, cy])
+        self.size = np.array([w, h])
+        self.crop_wh = np.array([float(np.clip(w, 10, width)), float(np.clip(h, 10, height))])
         return cx, cy, w, h
 
     def _finish(self, img: np.ndarray, result: TrackResult, out: SearchOutput, best: int,
-                prev_centre: np.ndarray, crop_size: int, instance: int) -> TrackResult:
+                prev_centre: np.ndarray, crop_side: float, instance: int) -> TrackResult:
         """Hook run after the state update (SiamMask adds the mask here)."""
         return result
 
@@ -141,6 +182,7 @@ class LongTermTracker(RPNTracker):
         if score >= p.confidence_low:
             self.centre = np.array([box[0] + self.centre[0], box[1] + self.centre[1]])
             self.size = np.array([self.size[0] * (1 - lr) + box[2] * lr, self.size[1] * (1 - lr) + box[3] * lr])
+            self.crop_wh = self.size
         if score < p.confidence_low:
             self.lost = True
         elif score > p.confidence_high:
