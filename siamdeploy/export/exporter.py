@@ -1,0 +1,162 @@
+"""Export a checkpoint to split ONNX graphs + manifest, validated against PyTorch.
+
+Everything is written to a temporary folder beside the target and renamed into place only when export
+and validation succeeded, so a failure leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import onnx
+import torch
+
+from .. import __version__
+from ..checkpoint import LoadedModel
+from ..errors import ExportError
+from .fp16 import convert_mixed_fp16
+from .graphs import GraphSpec, plan_graphs, search_sizes
+from .manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write_manifest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+# onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: REFERENCE.md §9)
+MAX_IR_VERSION = 10
+
+
+@dataclass
+class ExportResult:
+    """Where the export went and what validation measured (per graph and precision)."""
+
+    folder: str
+    manifest: dict
+    report: list[str]
+
+
+def _input_description(loaded: LoadedModel) -> dict[str, str]:
+    colour = loaded.preset.track.colour
+    note = loaded.layout.note or "none"
+    return {"colour": colour, "range": "0..255 float32, NCHW", "normalisation": note}
+
+
+def _export_graph(spec: GraphSpec, module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str,
+                  opset: int, metadata: dict[str, str]) -> onnx.ModelProto:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, path, input_names=[t.name for t in spec.inputs],
+                          output_names=[t.name for t in spec.outputs], opset_version=opset, dynamo=False,
+                          do_constant_folding=True)
+    model = onnx.load(path)
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+    for key, value in {**metadata, "graph": spec.name}.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    check(model, spec)
+    return model
+
+
+def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
+    """onnx.checker with full shape inference, static shapes on every declared input/output, and for
+    search graphs: every correlation Conv takes its weight from a graph input (not an initializer)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"{spec.filename} fails onnx.checker: {str(err).splitlines()[0]}") from None
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    for value in list(inferred.graph.input) + list(inferred.graph.output):
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if any(d <= 0 for d in dims):
+            raise ExportError(f"{spec.filename}: '{value.name}' has a dynamic shape {dims}; shapes must be static")
+    if spec.role == "search":
+        kernel_inputs = {t.name for t in spec.inputs[1:]}
+        convs = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in kernel_inputs]
+        if len(convs) < len(kernel_inputs) - (1 if "mask_kernel" in kernel_inputs else 0):
+            raise ExportError(f"{spec.filename}: the correlation is not a Conv fed by the kernel inputs")
+
+
+def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
+                 validate: bool = True, progress: bool = True) -> ExportResult:
+    """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
+    ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
+
+    precision: ``fp32`` | ``fp16`` | ``both`` (fp16 = backbone/neck in FP16, the rest FP32; the FP32 graphs
+    are always written as the reference). Raises :class:`ExportError` when validation fails.
+    """
+    if precision not in ("fp32", "fp16", "both"):
+        raise ExportError(f"precision must be fp32, fp16 or both, got '{precision}'")
+    preset = loaded.preset
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    try:
+        ckpt_sha = sha256_file(loaded.path)
+        metadata = {"siamdeploy_version": __version__, "preset": preset.name, "family": preset.model.family,
+                    "input_colour": preset.track.colour, "input_range": "0..255",
+                    "checkpoint_sha256": ckpt_sha}
+        plans = plan_graphs(loaded.net, preset)
+        graphs: dict[str, dict] = {}
+        variants = ["fp32"] + (["fp16"] if precision in ("fp16", "both") else [])
+        for index, (spec, module, args) in enumerate(plans, start=1):
+            if progress:
+                log.info("exporting %s (%d/%d)", spec.filename, index, len(plans))
+            path = os.path.join(tmp, spec.filename)
+            model = _export_graph(spec, module, args, path, opset, metadata)
+            onnx.save(model, path)
+            entry = {"file": spec.filename, "role": spec.role, "instance_size": spec.instance_size,
+                     "inputs": [t.as_dict() for t in spec.inputs], "outputs": [t.as_dict() for t in spec.outputs],
+                     "precision": "fp32"}
+            graphs[spec.name] = {"fp32": entry}
+            if "fp16" in variants:
+                half, fp16_nodes, fp32_nodes = convert_mixed_fp16(model)
+                half_name = f"{spec.name}_fp16.onnx"
+                onnx.save(half, os.path.join(tmp, half_name))
+                graphs[spec.name]["fp16"] = {**entry, "file": half_name, "precision": "fp16",
+                                             "fp16_nodes": len(fp16_nodes), "fp32_nodes": fp32_nodes}
+        for variants_of in graphs.values():
+            for entry in variants_of.values():
+                entry["sha256"] = sha256_file(os.path.join(tmp, entry["file"]))
+        p = preset.track
+        from ..runtime.anchors import anchor_shapes  # numpy only
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "siamdeploy_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "family": preset.model.family, "preset": preset_to_dict(preset),
+            "input": _input_description(loaded),
+            "exemplar_size": p.exemplar_size, "instance_sizes": search_sizes(preset), "stride": p.stride,
+            "score_sizes": [p.score_size(s) for s in search_sizes(preset)] if preset.model.family != "siamfc" else None,
+            "anchors": ({"ratios": list(p.ratios), "scales": list(p.scales),
+                         "shapes_wh": anchor_shapes(p.stride, p.ratios, p.scales).tolist()}
+                        if preset.model.family != "siamfc" else None),
+            "opset": opset, "precisions": variants,
+            "checkpoint": {"file": os.path.basename(loaded.path), "sha256": ckpt_sha, "layout": loaded.layout.name},
+            "graphs": graphs,
+        }
+        write_manifest(tmp, manifest)
+        report: list[str] = []
+        if validate:
+            from .validate import validate_export
+            report = validate_export(loaded, tmp, variants)
+            manifest["validation"] = report
+            write_manifest(tmp, manifest)
+        _replace_folder(tmp, out_dir)
+        return ExportResult(out_dir, manifest, report)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_folder(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst``, replacing an existing ``dst`` only after the move target is ready."""
+    if os.path.exists(dst):
+        backup = f"{dst}.old-{os.getpid()}"
+        os.rename(dst, backup)
+        os.rename(src, dst)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.rename(src, dst)

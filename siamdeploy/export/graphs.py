@@ -1,0 +1,144 @@
+"""Which graphs a preset exports and their static input/output signatures (the per-family "spec").
+
+Derived from the model and the tracker parameters, so the exporter never special-cases a family:
+- ``template``: exemplar crop -> every correlation kernel;
+- ``search`` (one graph per search size the tracker uses: the long-term 831 search, DaSiamRPN-BIG's 287,
+  SiamFC's batch of scales): crop + kernels -> heads [+ SiamMask refine features];
+- ``refine`` (SiamMask sharp): pre-cropped features -> 127x127 mask logits;
+- ``mask_head`` (SiamMask base): one correlation cell -> 63x63 mask logits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import MASK_HEAD
+from ..models import SiameseNet
+from ..presets import Preset
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named float32 tensor of static shape."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": "float32"}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported graph: file name, role, search size (search graphs), inputs, outputs."""
+
+    name: str
+    role: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    instance_size: int | None = None
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.onnx"
+
+
+class _TemplateBranch(nn.Module):
+    def __init__(self, net: SiameseNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net.template(z)
+
+
+class _SearchBranch(nn.Module):
+    def __init__(self, net: SiameseNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, *kernels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net.search(x, *kernels)
+
+
+class _RefineBranch(nn.Module):
+    def __init__(self, net: SiameseNet) -> None:
+        super().__init__()
+        self.refine = net.refine_head
+
+    def forward(self, p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor, p3: torch.Tensor) -> torch.Tensor:
+        return self.refine(p0, p1, p2, p3)
+
+
+class _MaskHeadBranch(nn.Module):
+    def __init__(self, net: SiameseNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, corr_cell: torch.Tensor) -> torch.Tensor:
+        return self.net.mask_logits_at(corr_cell)
+
+
+def search_sizes(preset: Preset) -> list[int]:
+    """Every search-crop side the preset's tracker can ask for, the normal one first."""
+    p = preset.track
+    sizes = [p.instance_size]
+    if p.tracker == "siamrpn_lt":
+        sizes.append(p.lost_instance_size)
+    if p.small_target_instance_size is not None:
+        sizes.append(p.small_target_instance_size)
+    return sizes
+
+
+def search_batch(preset: Preset) -> int:
+    """Crops per search call: SiamFC searches all scales at once."""
+    return preset.track.scale_num if preset.track.tracker == "siamfc" else 1
+
+
+def _shapes(module: nn.Module, args: tuple[torch.Tensor, ...]) -> list[tuple[int, ...]]:
+    with torch.no_grad():
+        out = module(*args)
+    out = out if isinstance(out, tuple) else (out,)
+    return [tuple(t.shape) for t in out]
+
+
+def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Module, tuple[torch.Tensor, ...]]]:
+    """The graphs to export with their torch modules and example inputs (real shapes, zeros)."""
+    p = preset.track
+    net = net.eval()
+    plans = []
+    z = torch.zeros(1, 3, p.exemplar_size, p.exemplar_size)
+    template = _TemplateBranch(net)
+    kernel_shapes = _shapes(template, (z,))
+    kernels = tuple(torch.zeros(s) for s in kernel_shapes)
+    kernel_specs = tuple(TensorSpec(n, s) for n, s in zip(net.kernel_names, kernel_shapes))
+    plans.append((GraphSpec("template", "template", (TensorSpec("template", tuple(z.shape)),), kernel_specs),
+                  template, (z,)))
+    search = _SearchBranch(net)
+    last_outputs: tuple[TensorSpec, ...] = ()
+    for index, size in enumerate(search_sizes(preset)):
+        x = torch.zeros(search_batch(preset), 3, size, size)
+        out_shapes = _shapes(search, (x, *kernels))
+        outputs = tuple(TensorSpec(n, s) for n, s in zip(net.output_names, out_shapes))
+        name = "search" if index == 0 else f"search_{size}"
+        plans.append((GraphSpec(name, "search", (TensorSpec("search", tuple(x.shape)), *kernel_specs), outputs, size),
+                      search, (x, *kernels)))
+        last_outputs = outputs if index == 0 else last_outputs
+    if preset.model.mask:
+        corr = next(o for o in last_outputs if o.name == "mask_corr")
+        channels = corr.shape[1]
+        if p.mask_source == MASK_HEAD:
+            cell = torch.zeros(1, channels, 1, 1)
+            plans.append((GraphSpec("mask_head", "mask_head", (TensorSpec("corr_cell", (1, channels, 1, 1)),),
+                                    (TensorSpec("mask_logits", (1, 63 * 63, 1, 1)),)), _MaskHeadBranch(net), (cell,)))
+        else:
+            f0, f1, f2 = (next(o for o in last_outputs if o.name == n) for n in ("f0", "f1", "f2"))
+            args = (torch.zeros(1, f0.shape[1], 61, 61), torch.zeros(1, f1.shape[1], 31, 31),
+                    torch.zeros(1, f2.shape[1], 15, 15), torch.zeros(1, channels, 1, 1))
+            inputs = tuple(TensorSpec(n, tuple(a.shape)) for n, a in zip(("p0", "p1", "p2", "p3"), args))
+            plans.append((GraphSpec("refine", "refine", inputs,
+                                    (TensorSpec("mask_logits", (1, 1, p.mask_output_size, p.mask_output_size)),)),
+                          _RefineBranch(net), args))
+    return plans
