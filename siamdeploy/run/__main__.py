@@ -17,10 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m siamdeploy.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", nargs="?", default="demo", help="demo | VIDEO | IMAGE_FOLDER (default: demo)")
-    ap.add_argument("--model", help="checkpoint (.pth/.model); default: a seeded random-weight model")
+    ap.add_argument("--model", help="checkpoint (.pth/.model) or export folder; default: a seeded random-weight model")
     ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
     ap.add_argument("--preset", help="preset id (see siamdeploy.PRESETS); default: detected from the checkpoint")
-    ap.add_argument("--backend", default="torch", help="inference backend (default: torch)")
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                    help="inference backend (default: torch); onnxruntime takes an export folder or a checkpoint "
+                         "(exported once into a cache)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="onnxruntime graphs to run")
     ap.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
     ap.add_argument("--init", action="append", metavar="X,Y,W,H",
                     help="initial box on the first frame (0-based pixels); repeat for several targets")
@@ -75,7 +78,10 @@ def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime
 
     if args.model:
         return load_tracker(args.model, config=args.config, preset=args.preset, backend=args.backend,
-                            device=args.device, allow_unsafe_pickle=args.trust_checkpoint)
+                            device=args.device, allow_unsafe_pickle=args.trust_checkpoint, precision=args.precision)
+    if args.backend != "torch":
+        raise InputError("the random-weight demo model runs on the torch backend; for onnxruntime pass "
+                         "--model CHECKPOINT_OR_EXPORT_FOLDER")
     from ..models.random_init import random_model
 
     preset = get_preset(args.preset or "siamrpn_alex_dwxcorr")

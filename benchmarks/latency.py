@@ -1,0 +1,180 @@
+"""Latency of the template and search steps per backend, side by side in one process.
+
+    python benchmarks/latency.py --presets siamrpn_alex_dwxcorr siamrpn_r50_l234_dwxcorr --frames 30
+
+For each preset: a seeded random-weight model (calibrated BatchNorm; latency does not depend on the weight
+values), exported once to ONNX. Backends: torch (CPU, and CUDA when present), onnxruntime CPU fp32 and
+fp16 (and CUDA when onnxruntime-gpu is installed). Per backend: template time, search-engine time, the
+runtime's own work per frame (crop + decode + selection, measured around the engine call), end-to-end
+frame time; p50/p90/p99 in ms after warm-up. Prints a table and writes JSON (machine and library versions
+included). Backends that cannot run here are listed with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from siamdeploy.apps.synthetic import generate_sequence  # noqa: E402
+from siamdeploy.engine.base import Engine, SearchOutput  # noqa: E402
+from siamdeploy.presets import get_preset  # noqa: E402
+from siamdeploy.runtime.trackers import make_tracker  # noqa: E402
+
+
+class TimedEngine(Engine):
+    """Wraps an engine and records how long each template/search call takes (with device sync)."""
+
+    def __init__(self, inner: Engine, sync: Any = None) -> None:
+        self.inner, self.sync = inner, sync
+        self.backend, self.precision, self.device = inner.backend, inner.precision, inner.device
+        self.exemplar_size = inner.exemplar_size
+        self.template_ms: list[float] = []
+        self.search_ms: list[float] = []
+
+    def _timed(self, fn: Any, store: list[float], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if self.sync:
+            self.sync()
+        store.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    def _template(self, z: np.ndarray) -> Any:
+        return self._timed(self.inner._template, self.template_ms, z)
+
+    def _search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
+        return self._timed(self.inner._search, self.search_ms, x, kernels)
+
+    def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
+        return self.inner.refine(extras, cell)
+
+    def mask_at(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
+        return self.inner.mask_at(extras, cell)
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values)
+    return {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
+            "p99": float(np.percentile(v, 99)), "mean": float(v.mean()), "n": int(v.size)}
+
+
+def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """(label, factory) for every backend that can run here, and (label, reason) for those that cannot."""
+    import torch
+
+    from siamdeploy.checkpoint import load_model
+    from siamdeploy.engine.torch_engine import TorchEngine
+    from siamdeploy.export.exporter import export_model
+    from siamdeploy.models.random_init import random_model
+
+    preset = get_preset(preset_name)
+    ckpt = os.path.join(workdir, f"{preset_name}.pth")
+    torch.save(random_model(preset, seed=0).state_dict(), ckpt)
+    loaded = load_model(ckpt, preset=preset_name)
+    runnable: list[tuple[str, Any]] = [("torch cpu fp32", lambda: TorchEngine(loaded.net, "cpu"))]
+    skipped: list[tuple[str, str]] = []
+    if torch.cuda.is_available():
+        runnable.append(("torch cuda fp32", lambda: TorchEngine(load_model(ckpt, preset=preset_name).net, "cuda")))
+    else:
+        skipped.append(("torch cuda", "no CUDA GPU visible to torch"))
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        skipped.append(("onnxruntime", "onnxruntime not installed (pip install onnxruntime)"))
+        return runnable, skipped
+    from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
+
+    folder = os.path.join(workdir, f"export_{preset_name}")
+    export_model(loaded, folder, precision="both", validate=False, progress=False)
+    runnable.append(("onnxruntime cpu fp32", lambda: OnnxRuntimeEngine(folder, "fp32", "cpu")))
+    runnable.append(("onnxruntime cpu fp16", lambda: OnnxRuntimeEngine(folder, "fp16", "cpu")))
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        runnable.append(("onnxruntime cuda fp32", lambda: OnnxRuntimeEngine(folder, "fp32", "cuda")))
+        runnable.append(("onnxruntime cuda fp16", lambda: OnnxRuntimeEngine(folder, "fp16", "cuda")))
+    else:
+        skipped.append(("onnxruntime cuda", "onnxruntime has no CUDAExecutionProvider (needs onnxruntime-gpu)"))
+    skipped.append(("tensorrt", "not implemented in this version"))
+    return runnable, skipped
+
+
+def measure(preset_name: str, factory: Any, frames: int, warmup: int) -> dict[str, Any]:
+    preset = get_preset(preset_name)
+    inner = factory()
+    sync = None
+    if inner.device.startswith("cuda") and inner.backend == "torch":
+        import torch
+        sync = torch.cuda.synchronize
+    engine = TimedEngine(inner, sync)
+    seq = generate_sequence(seed=1, num_frames=frames + warmup + 1, size=(640, 480))
+    tracker = make_tracker(engine, preset.track, preset.name)
+    tracker.init(seq.frames[0], seq.boxes[0])
+    frame_ms = []
+    for i, frame in enumerate(seq.frames[1:]):
+        t0 = time.perf_counter()
+        tracker.track(frame)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if i >= warmup:
+            frame_ms.append(elapsed)
+    search = engine.search_ms[warmup:]
+    overhead = [f - s for f, s in zip(frame_ms, search)]
+    for _ in range(max(3, warmup)):  # template timing: a few repeated inits
+        tracker.init(seq.frames[0], seq.boxes[0])
+    return {"backend": inner.backend, "device": inner.device, "precision": inner.precision,
+            "template_ms": _pct(engine.template_ms[1:] or engine.template_ms), "search_ms": _pct(search),
+            "runtime_overhead_ms": _pct(overhead), "frame_ms": _pct(frame_ms),
+            "fps": 1000.0 / float(np.mean(frame_ms))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["siamrpn_alex_dwxcorr", "siamrpn_r50_l234_dwxcorr"])
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--json", default="benchmarks/results/latency.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import onnx
+    import torch
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                "onnx": onnx.__version__}
+    try:
+        import onnxruntime
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    results: dict[str, Any] = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                           "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+                               "versions": versions, "frames": args.frames, "warmup": args.warmup, "presets": {}}
+    with tempfile.TemporaryDirectory() as workdir:
+        for preset in args.presets:
+            runnable, skipped = engines_for(preset, workdir)
+            rows = {label: measure(preset, factory, args.frames, args.warmup) for label, factory in runnable}
+            results["presets"][preset] = {"results": rows, "skipped": dict(skipped)}
+            print(f"\n{preset} (640x480 frames, {args.frames} frames after {args.warmup} warm-up; ms p50 / p90 / p99)")
+            print(f"{'backend':<24}{'template':>12}{'search':>26}{'runtime overhead':>26}{'frame':>26}{'FPS':>8}")
+            for label, r in rows.items():
+                cell = lambda d: f"{d['p50']:7.2f} {d['p90']:7.2f} {d['p99']:7.2f}"  # noqa: E731
+                print(f"{label:<24}{r['template_ms']['p50']:12.2f}  {cell(r['search_ms'])}  "
+                      f"{cell(r['runtime_overhead_ms'])}  {cell(r['frame_ms'])}{r['fps']:8.1f}")
+            for label, reason in skipped:
+                print(f"{label:<24}skipped: {reason}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=2)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
