@@ -26,6 +26,10 @@ from ..conftest import upstream_state_dict
 TRACE_DIR = os.path.join(os.path.dirname(__file__), "..", "data", "upstream_traces")
 TRACES = sorted(glob.glob(os.path.join(TRACE_DIR, "*.json")))
 SLOW_PRESETS = {"siamrpn_r50_l234_dwxcorr_lt"}
+# onnxruntime replays of the ResNet-50 families add an export each; they run with -m slow
+SLOW_ORT_PRESETS = SLOW_PRESETS | {"siamrpn_r50_l234_dwxcorr", "siamrpn_r50_l234_dwxcorr_otb", "siammask_r50_l3",
+                                   "siammask_vot", "siammask_vot_ld", "siammask_davis", "siammask_base",
+                                   "siamrpn_mobilev2_l234_dwxcorr"}
 TOLERANCE_PX = 0.05
 
 
@@ -39,19 +43,21 @@ def _polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 1.0
 
 
-def _params(path: str) -> pytest.param:
+def _params(path: str, backend: str) -> pytest.param:
     with open(path, encoding="utf-8") as fh:
         preset = json.load(fh)["preset"]
-    marks = [pytest.mark.slow] if preset in SLOW_PRESETS else []
-    return pytest.param(path, id=os.path.splitext(os.path.basename(path))[0], marks=marks)
+    slow = SLOW_PRESETS if backend == "torch" else SLOW_ORT_PRESETS
+    marks = [pytest.mark.slow] if preset in slow else []
+    name = os.path.splitext(os.path.basename(path))[0]
+    return pytest.param(path, backend, id=f"{name}-{backend}", marks=marks)
 
 
 def test_traces_exist() -> None:
     assert len(TRACES) >= 8, "the upstream traces are part of the test suite"
 
 
-@pytest.mark.parametrize("trace_path", [_params(p) for p in TRACES])
-def test_matches_upstream_trace(trace_path: str, tmp_path) -> None:
+@pytest.mark.parametrize("trace_path, backend", [_params(p, b) for b in ("torch", "onnxruntime") for p in TRACES])
+def test_matches_upstream_trace(trace_path: str, backend: str, tmp_path) -> None:
     with open(trace_path, encoding="utf-8") as fh:
         trace = json.load(fh)
     preset = trace["preset"]
@@ -63,7 +69,15 @@ def test_matches_upstream_trace(trace_path: str, tmp_path) -> None:
     ckpt = tmp_path / "checkpoint.pth"
     torch.save(upstream_state_dict(preset, state), ckpt)
 
-    tracker = siamdeploy.load_tracker(str(ckpt), preset=preset, device="cpu")
+    if backend == "onnxruntime":  # the export folder is what a deployment runs; the replay validates it
+        from siamdeploy.checkpoint import load_model
+        from siamdeploy.export.exporter import export_model
+
+        folder = str(tmp_path / "export")
+        export_model(load_model(str(ckpt), preset=preset), folder, validate=False, progress=False)
+        tracker = siamdeploy.load_tracker(folder, backend="onnxruntime")
+    else:
+        tracker = siamdeploy.load_tracker(str(ckpt), preset=preset, device="cpu")
     tracker.init(seq.frames[0], trace["init"])
     expected = np.asarray(trace["boxes"], np.float64)
     worst = 0.0
@@ -75,4 +89,4 @@ def test_matches_upstream_trace(trace_path: str, tmp_path) -> None:
         if trace.get("polygons"):
             iou = _polygon_iou(result.polygon, trace["polygons"][i])
             assert iou >= 0.95, f"frame {i + 1}: polygon IoU {iou:.3f}"
-    print(f"{trace['case']}: {len(expected)} frames, worst |delta| {worst:.2e} px")
+    print(f"{trace['case']} ({backend}): {len(expected)} frames, worst |delta| {worst:.2e} px")
