@@ -1,6 +1,7 @@
 """What every tracker shares: input checking, the init/track protocol, the engine and its kernels."""
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,15 @@ class Tracker(ABC):
         self.params = params
         self.name = name
         self.kernels: Any = None
+        # seconds spent in the last track() call per stage: preprocess (crop, blob), engine, postprocess
+        self.timings: dict[str, float] = {}
+        self._clock = 0.0
+
+    def _lap(self, stage: str) -> None:
+        """Close the current stage of the per-frame timing (see :attr:`timings`)."""
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._clock
+        self._clock = now
 
     @property
     def initialised(self) -> bool:
@@ -40,6 +50,8 @@ class Tracker(ABC):
         """Locate the target in the next frame."""
         if not self.initialised:
             raise InputError("track() called before init(); call tracker.init(frame, (x, y, w, h)) first")
+        self.timings = {}
+        self._clock = time.perf_counter()
         return self._track(as_bgr(frame))
 
     @abstractmethod

@@ -62,8 +62,10 @@ class MaskTracker(RPNTracker):
         n = p.score_size(instance)
         _, y, x = np.unravel_index(best, (p.anchor_num, n, n))
         cell = (int(y), int(x))
+        self._lap("postprocess")
         logits = self.engine.mask_at(out.extras, cell) if p.mask_source == MASK_HEAD else \
             self.engine.refine(out.extras, cell)
+        self._lap("engine")
         mask = sigmoid(logits)
         # The exemplar-sized window of the search crop centred on the chosen cell, in frame pixels.
         s = crop_side / instance

@@ -103,7 +103,10 @@ class RPNTracker(Tracker):
         prev_centre = self.centre.copy()
         patch, crop_side, scale = self._crop(img, s_z * (instance / p.exemplar_size), instance)
         scale = scale or p.exemplar_size / s_z
-        out = self.engine.search(to_blob([patch], p.colour == "rgb"), self.kernels)
+        blob = to_blob([patch], p.colour == "rgb")
+        self._lap("preprocess")
+        out = self.engine.search(blob, self.kernels)
+        self._lap("engine")
         anchors, window = self.grid(instance)
         score = foreground_scores(out.outputs["cls"])
         boxes = decode_boxes(out.outputs["loc"], anchors)
@@ -118,7 +121,9 @@ class RPNTracker(Tracker):
         else:
             bbox = (cx - w / 2, cy - h / 2, w, h)
         result = TrackResult(bbox=bbox, score=best_score)
-        return self._finish(img, result, out, best, prev_centre, crop_side, instance)
+        result = self._finish(img, result, out, best, prev_centre, crop_side, instance)
+        self._lap("postprocess")
+        return result
 
     def _update(self, img: np.ndarray, box: np.ndarray, lr: float, score: float) -> tuple[float, float, float, float]:
         """Move and smooth the state towards ``box`` (frame pixels, relative centre); returns the reported

@@ -54,7 +54,10 @@ class SiamFCTracker(Tracker):
     def _track(self, img: np.ndarray) -> TrackResult:
         p = self.params
         crops = [self._crop(img, self.x_sz * f, p.instance_size) for f in self.scale_factors]
-        out = self.engine.search(to_blob(crops, p.colour == "rgb"), self.kernels)
+        blob = to_blob(crops, p.colour == "rgb")
+        self._lap("preprocess")
+        out = self.engine.search(blob, self.kernels)
+        self._lap("engine")
         raw = out.outputs["response"][:, 0]
         side = self.response_side
         responses = np.stack([cv2.resize(r, (side, side), interpolation=cv2.INTER_CUBIC) for r in raw])
@@ -77,4 +80,5 @@ class SiamFCTracker(Tracker):
         self.x_sz = float(self.x_sz) * scale
         cy, cx = (float(v) for v in self.centre)
         h, w = (float(v) for v in self.target_sz)
+        self._lap("postprocess")
         return TrackResult(bbox=(cx - (w - 1) / 2, cy - (h - 1) / 2, w, h), score=peak)
