@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..eval.metrics import iou, success_auc
 from ..runtime import Tracker, TrackResult
+from .display import TkDisplay
 from .draw import COLOURS, draw_result, draw_text
 from .sources import Source
 
@@ -34,6 +36,7 @@ class Summary:
     results_paths: list[str] = field(default_factory=list)
     video_path: str | None = None
     interrupted: bool = False
+    error: str | None = None
 
     def add(self, stage: str, seconds: float) -> None:
         self.stage_ms.setdefault(stage, []).append(seconds * 1000.0)
@@ -57,6 +60,8 @@ class Summary:
             out.append(f"annotated video: {self.video_path}")
         if self.interrupted:
             out.append("stopped early (interrupted); results up to the last frame are saved")
+        if self.error:
+            out.append(f"stopped early: {self.error}; results up to the last good frame are saved")
         return out
 
 
@@ -102,15 +107,33 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[float, float, float, float]],
-                 results_path: str | None, video_path: str | None, progress: bool = True) -> Summary:
-    """Track every target of ``inits`` through ``source``; frame 0 initialises. Writes results as it goes."""
-    summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name)
+def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list[tuple[float, float, float, float]],
+                 results_path: str | None, video_path: str | None, progress: bool = True,
+                 display: TkDisplay | None = None) -> Summary:
+    """Track every target of ``inits`` through ``source``; frame 0 initialises. Writes results as it goes.
+
+    new_tracker: makes one tracker per target (they share one engine). With no ``inits`` the user selects
+    the target on the first frame in ``display``. Keys in the window: q/Esc quit, r re-select, space pause.
+    A source that fails mid-stream (unreadable image, lost camera) ends the run cleanly: the summary records
+    the error and everything up to the last good frame is saved.
+    """
     frames = iter(source.frames)
-    first = next(frames, None)
+    try:
+        first = next(frames, None)
+    except InputError:
+        source.close()
+        raise
     if first is None:
         source.close()
         raise InputError(f"source '{source.name}' has no frames")
+    if not inits and display is not None:
+        box = display.select_box(first)
+        if box is None:
+            source.close()
+            raise InputError("no target selected; drag a box on the first frame or pass --init x,y,w,h")
+        inits = [box]
+    trackers = [new_tracker() for _ in inits]
+    summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name)
     t0 = time.perf_counter()
     try:  # a bad init box fails here, before any output file exists
         for tracker, box in zip(trackers, inits):
@@ -128,18 +151,33 @@ def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[floa
         summary.results_paths = paths
     writer = None
     video_size = (0, 0)
-    bar = _Progress(source.length, progress)
+    bar = _Progress(source.length, progress and display is None)
     predictions: list[tuple[float, float, float, float]] = []
+    paused = False
     try:
         stream = itertools.chain([first], frames)
         index = -1
+        frame = canvas = first
         while True:
             t_read = time.perf_counter()
-            frame = next(stream, None)
-            if frame is None:
-                break
-            index += 1
+            if not paused:
+                try:
+                    frame = next(stream, None)
+                except InputError as err:
+                    summary.error = str(err)
+                    break
+                if frame is None:
+                    break
+                index += 1
             t0 = time.perf_counter()
+            if paused:
+                key = display.show(canvas) if display is not None else None
+                paused = key not in ("space", "q", "Escape")
+                if key in ("q", "Escape"):
+                    summary.interrupted = True
+                    break
+                time.sleep(0.02)
+                continue
             if index > 0:
                 summary.add("read", t0 - t_read)
             truth = source.ground_truth[index] if source.ground_truth is not None and index < len(
@@ -156,7 +194,7 @@ def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[floa
                 fh.flush()
             t1 = time.perf_counter()
             predictions.append(results[0].bbox)
-            if video_path:
+            if video_path or display is not None:
                 canvas = frame
                 for i, res in enumerate(results):
                     canvas = draw_result(canvas, res, COLOURS[i % len(COLOURS)], truth if i == 0 else None)
@@ -164,6 +202,9 @@ def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[floa
                 draw_text(canvas, [f"frame {index}  score {results[0].score:.3f}",
                                    f"{summary.backend}  {1.0 / max(t1 - t_read, 1e-9):.1f} FPS end to end, "
                                    f"{1.0 / max(engine_s, 1e-9):.1f} FPS engine" if index else summary.backend])
+                t2 = time.perf_counter()
+                summary.add("draw", t2 - t1)
+            if video_path:
                 if writer is None:
                     os.makedirs(os.path.dirname(os.path.abspath(video_path)), exist_ok=True)
                     video_size = (canvas.shape[1], canvas.shape[0])
@@ -172,15 +213,28 @@ def run_tracking(source: Source, trackers: list[Tracker], inits: list[tuple[floa
                         raise InputError(f"cannot write video '{video_path}'; use a .mp4 or .avi path in a "
                                          "writable folder")
                 if (canvas.shape[1], canvas.shape[0]) != video_size:  # frame size changed mid-stream
-                    canvas = cv2.resize(canvas, video_size)
-                t2 = time.perf_counter()
-                summary.add("draw", t2 - t1)
-                writer.write(canvas)
-                summary.add("write", time.perf_counter() - t2)
+                    canvas_out = cv2.resize(canvas, video_size)
+                else:
+                    canvas_out = canvas
+                t3 = time.perf_counter()
+                writer.write(canvas_out)
+                summary.add("write", time.perf_counter() - t3)
             if index > 0:
                 summary.add("frame", time.perf_counter() - t_read)
             summary.frames = index + 1
             bar.update(index + 1)
+            if display is not None:
+                key = display.show(canvas)
+                if key in ("q", "Escape"):
+                    summary.interrupted = True
+                    break
+                if key == "space":
+                    paused = True
+                elif key == "r":
+                    box = display.select_box(frame)
+                    if box is not None:
+                        trackers[0].init(frame, box)
+                        log.info("target re-selected at frame %d: %s", index, box)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:

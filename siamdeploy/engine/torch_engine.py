@@ -1,6 +1,13 @@
-"""The PyTorch engine: the reference backend (CPU, or CUDA when present)."""
+"""The PyTorch engine: the reference backend (CPU, or CUDA when present).
+
+On CUDA, for GPUs without TensorRT: ``precision="fp16"`` runs the backbone and neck in half precision and
+the correlation and heads in FP32 (the features are cast back at the neck output), and ``cuda_graph=True``
+replays the search step as a CUDA graph per search-crop shape (static shapes). Both are off by default; the
+default path (FP32, no graph) is unchanged.
+"""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -17,14 +24,28 @@ class TorchEngine(Engine):
 
     backend = "torch"
 
-    def __init__(self, net: SiameseNet, device: str | None = None) -> None:
+    def __init__(self, net: SiameseNet, device: str | None = None, precision: str = "fp32",
+                 cuda_graph: bool = False) -> None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineError(f"device '{device}' requested but this torch build sees no CUDA GPU; use device='cpu'")
+        if precision not in ("fp32", "fp16"):
+            raise EngineError(f"torch engine precision must be fp32 or fp16, got '{precision}'")
+        if (precision == "fp16" or cuda_graph) and not str(device).startswith("cuda"):
+            what = "FP16" if precision == "fp16" else "CUDA graphs"
+            raise EngineError(f"{what} on the torch backend need a CUDA device (got '{device}'); use precision='fp32' "
+                              "and cuda_graph=False on CPU")
         self.device = str(torch.device(device))
+        if precision == "fp16":  # converted in place below: work on a copy, the caller's net stays FP32
+            net = copy.deepcopy(net)
         self.net = net.eval().to(self.device)
         self.output_names = net.output_names
+        self.precision = precision
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple[int, ...], tuple[Any, ...]] = {}
+        if precision == "fp16":
+            _half_backbone_and_neck(self.net)
 
     def _tensor(self, arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(arr).to(self.device)
@@ -34,6 +55,8 @@ class TorchEngine(Engine):
             return self.net.template(self._tensor(z))
 
     def _search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
+        if self.cuda_graph:
+            return self._search_graph(x, kernels)
         with torch.inference_mode():
             outs = self.net.search(self._tensor(x), *kernels)
         named = dict(zip(self.output_names, outs))
@@ -52,3 +75,51 @@ class TorchEngine(Engine):
         with torch.inference_mode():
             corr = extras["mask_corr"][:, :, y:y + 1, x:x + 1]
             return self.net.mask_logits_at(corr).reshape(63, 63).cpu().numpy()
+
+    # ---- CUDA graphs (static shapes): one graph per search-crop shape, fed through static input tensors
+    def _search_graph(self, x: np.ndarray, kernels: Any) -> SearchOutput:
+        with torch.inference_mode():
+            key = tuple(x.shape)
+            if key not in self._graphs:
+                self._graphs[key] = self._capture(x, kernels)
+            static_x, static_k, outs, graph = self._graphs[key]
+            static_x.copy_(torch.from_numpy(x))
+            for dst, src in zip(static_k, kernels):
+                dst.copy_(src)
+            graph.replay()
+            named = dict(zip(self.output_names, outs))
+            heads = {k: named[k].cpu().numpy() for k in ("cls", "loc", "response") if k in named}
+            extras = {k: v.clone() for k, v in named.items() if k not in heads} or None
+        return SearchOutput(heads, extras)
+
+    def _capture(self, x: np.ndarray, kernels: Any) -> tuple[Any, ...]:
+        static_x = torch.from_numpy(x).to(self.device)
+        static_k = [k.clone() for k in kernels]
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm-up outside the graph (cuDNN/cuBLAS workspaces, lazy init)
+            for _ in range(2):
+                self.net.search(static_x, *static_k)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.device(self.device), torch.cuda.graph(graph):
+            outs = self.net.search(static_x, *static_k)
+        return static_x, static_k, tuple(outs), graph
+
+    def describe(self) -> str:
+        return f"{self.backend} ({self.precision}, {self.device}{', CUDA graph' if self.cuda_graph else ''})"
+
+
+def _half_backbone_and_neck(net: SiameseNet) -> None:
+    """Backbone and neck in FP16; their outputs (head features and SiamMask refine features) cast back to FP32,
+    so correlation, heads and refine run in FP32."""
+    net.backbone.half()
+    if net.neck is not None:
+        net.neck.half()
+    features = type(net)._features.__get__(net)
+
+    def half_features(img: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        heads, extra = features(img.half())
+        return [f.float() for f in heads], [e.float() for e in extra]
+
+    net._features = half_features  # type: ignore[method-assign]

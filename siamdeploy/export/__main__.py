@@ -1,4 +1,7 @@
-"""``python -m siamdeploy.export CHECKPOINT``: split ONNX graphs + manifest, validated against PyTorch."""
+"""``python -m siamdeploy.export CHECKPOINT``: split ONNX graphs + manifest, validated against PyTorch.
+
+``--engine`` also builds TensorRT engines (FP16 by default) into the engine cache; given an existing export
+folder instead of a checkpoint, ``python -m siamdeploy.export EXPORT_FOLDER --engine`` only builds them."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +9,13 @@ import logging
 import os
 import sys
 
-from ..errors import SiamDeployError
+from ..errors import ExportError, SiamDeployError
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m siamdeploy.export", description=__doc__)
-    ap.add_argument("checkpoint", help="checkpoint file (.pth / .model) from pysot, DaSiamRPN, siamfc-pytorch, ...")
+    ap.add_argument("checkpoint", help="checkpoint file (.pth / .model) from pysot, DaSiamRPN, siamfc-pytorch, ...; "
+                                       "with --engine also an existing export folder (then only the engines are built)")
     ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
     ap.add_argument("--preset", help="preset id (default: detected from the checkpoint)")
     ap.add_argument("--out", help="output folder (default: export/<preset>-<checkpoint sha256[:8]>)")
@@ -21,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-validate", action="store_true", help="skip the comparison against PyTorch")
     ap.add_argument("--trust-checkpoint", action="store_true",
                     help="allow checkpoints that need full unpickling (runs code from the file)")
+    ap.add_argument("--engine", action="store_true",
+                    help="also build TensorRT engines (needs tensorrt + cuda-python and a CUDA GPU)")
+    ap.add_argument("--engine-precision", default="fp16", choices=("fp16", "fp32"),
+                    help="TensorRT engine precision (default fp16: backbone FP16, correlation/heads FP32)")
+    ap.add_argument("--workspace-mb", type=int, default=None, help="TensorRT builder workspace limit in MiB")
+    ap.add_argument("--engine-dir", default=None,
+                    help="engine cache root (default: $SIAMDEPLOY_ENGINES, else ./engines)")
     return ap
 
 
@@ -28,6 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
+        if args.engine:  # fail before any work when TensorRT cannot be had
+            from ..engine.trt_build import import_cudart, import_tensorrt
+
+            import_tensorrt()
+            import_cudart()
+        if os.path.isdir(args.checkpoint) and os.path.isfile(os.path.join(args.checkpoint, "manifest.json")):
+            if not args.engine:
+                raise ExportError(f"'{args.checkpoint}' is already an export folder; pass --engine to build TensorRT "
+                                  "engines from it")
+            _print_engines(_build_engines(args, args.checkpoint))
+            return 0
         from ..checkpoint import load_model
         from ..export.manifest import sha256_file
         from .exporter import export_model
@@ -35,8 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(args.checkpoint, config=args.config, preset=args.preset,
                             allow_unsafe_pickle=args.trust_checkpoint)
         out = args.out or os.path.join("export", f"{loaded.preset.name}-{sha256_file(loaded.path)[:8]}")
-        result = export_model(loaded, out, precision=args.precision, opset=args.opset,
+        precision = args.precision
+        if args.engine and args.engine_precision == "fp16" and precision == "fp32":
+            logging.getLogger("siamdeploy.export").info("also exporting the FP16 graphs: the TensorRT FP16 build "
+                                                        "needs them")
+            precision = "both"
+        result = export_model(loaded, out, precision=precision, opset=args.opset,
                               validate=not args.no_validate)
+        built = _build_engines(args, result.folder) if args.engine else None
     except SiamDeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -50,8 +78,29 @@ def main(argv: list[str] | None = None) -> int:
         print("validated against PyTorch: " + "; ".join(worst))
     else:
         print("not validated (--no-validate)")
+    if built is not None:
+        _print_engines(built)
+        print(f"next: python -m siamdeploy.run demo --model {result.folder} --backend tensorrt "
+              f"--precision {args.engine_precision}")
+        return 0
     print(f"next: python -m siamdeploy.run demo --model {result.folder} --backend onnxruntime")
     return 0
+
+
+def _build_engines(args: argparse.Namespace, folder: str):  # noqa: ANN202 - a trt_cache.CacheEntry
+    from ..engine.trt_build import BuildOptions, ensure_engines
+
+    return ensure_engines(folder, precision=args.engine_precision, cache_root=args.engine_dir,
+                          options=BuildOptions(workspace_mb=args.workspace_mb))
+
+
+def _print_engines(entry) -> None:  # noqa: ANN001 - a trt_cache.CacheEntry
+    side = entry.sidecar
+    print(f"TensorRT {side['tensorrt_version']} {side['precision']} engines for {side['gpu']['name']} in {entry.path}:")
+    for name, info in side["engines"].items():
+        layers = side.get("layer_precision", {}).get(name, {}).get("summary", "")
+        print(f"  {info['file']:<24} {info['bytes'] / 2**20:7.1f} MiB  {layers}")
+    print(f"  {side.get('precision_summary', '')}")
 
 
 if __name__ == "__main__":

@@ -102,3 +102,23 @@ def test_init_box_outside_frame(random_checkpoint, tmp_path) -> None:
 
 def test_folder_without_images(tmp_path) -> None:
     _assert_one_line_error(_run(str(tmp_path), "--init", "1,1,5,5"), "no .jpg/.png/.bmp")
+
+
+def test_unreadable_frame_mid_stream_ends_cleanly(tmp_path, random_checkpoint) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    seq = generate_sequence(seed=3, num_frames=5, size=(320, 240))
+    for i, frame in enumerate(seq.frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+    (folder / "002.png").write_bytes(b"this is not a png")
+    results = tmp_path / "r.txt"
+    proc = _run(str(folder), "--model", random_checkpoint("siamfc"), "--init", "130,100,50,40",
+                "--results", str(results), "--save", "none", "-q", "--no-display")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "stopped early" in proc.stdout and "frames: 2" in proc.stdout  # the summary still prints
+    assert "002.png" in proc.stderr
+    assert len(results.read_text().splitlines()) == 2
+
+
+def test_camera_that_does_not_exist(tmp_path) -> None:
+    _assert_one_line_error(_run("camera:57", "--init", "1,1,5,5", "--no-display", cwd=str(tmp_path)), "camera 57")
