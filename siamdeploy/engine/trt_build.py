@@ -425,7 +425,6 @@ def build_all(tmp: str, folder: str, manifest: Mapping[str, Any], precision: str
     if os.path.isfile(timing_path):
         with open(timing_path, "rb") as fh:
             timing_bytes = fh.read()
-    timing_cache = None
     engines: dict[str, str] = {}
     layer_info: dict[str, Any] = {}
     pinned_counts: dict[str, int] = {}
@@ -456,11 +455,11 @@ def build_all(tmp: str, folder: str, manifest: Mapping[str, Any], precision: str
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             pinned_counts[name] = _pin_fp32(trt, network, fp32_nodes)
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-        if timing_cache is None:
-            timing_cache = config.create_timing_cache(timing_bytes)
-            if timing_cache is None and timing_bytes:
-                log.warning("ignoring the unreadable timing cache %s", timing_path)
-                timing_cache = config.create_timing_cache(b"")
+        timing_cache = config.create_timing_cache(timing_bytes)  # the file's content, grown graph by graph
+        if timing_cache is None and timing_bytes:
+            log.warning("ignoring the unreadable timing cache %s", timing_path)
+            timing_bytes = b""
+            timing_cache = config.create_timing_cache(b"")
         if timing_cache is not None and not config.set_timing_cache(timing_cache, False):
             log.warning("the timing cache %s does not fit this GPU/TensorRT; building without it", timing_path)
         monitor = _make_progress(trt, name)
@@ -474,6 +473,9 @@ def build_all(tmp: str, folder: str, manifest: Mapping[str, Any], precision: str
         with open(os.path.join(tmp, file), "wb") as fh:
             fh.write(plan)
         engines[name] = file
+        grown = config.get_timing_cache()
+        if grown is not None:
+            timing_bytes = bytes(memoryview(grown.serialize()))
         engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
             raise EngineError(f"TensorRT could not load the engine it just built for {onnx_file}: "
@@ -485,9 +487,9 @@ def build_all(tmp: str, folder: str, manifest: Mapping[str, Any], precision: str
         if info["pinned_not_fp32"]:
             log.warning("  %s: %d layer(s) meant to stay FP32 run in FP16: %s", name, len(info["pinned_not_fp32"]),
                         ", ".join(info["pinned_not_fp32"][:5]))
-        del inspector, engine, plan, parser, network
-    if timing_cache is not None:
-        _write_atomic(timing_path, bytes(memoryview(timing_cache.serialize())))
+        del inspector, engine, plan, parser, network, config
+    if timing_bytes:
+        _write_atomic(timing_path, timing_bytes)
     totals = {k: sum(g["counts"][k] for g in layer_info.values()) for k in ("fp16", "fp32", "mixed", "other")}
     summary = f"fp16 layers {totals['fp16']} / fp32 layers {totals['fp32']}"
     if precision == "fp16" and totals["fp16"] == 0:
@@ -495,6 +497,7 @@ def build_all(tmp: str, folder: str, manifest: Mapping[str, Any], precision: str
                     "as FP32", gpu.name)
     log.info("TensorRT engines built in %.1f s: %s", time.monotonic() - started, summary)
     return {"engines": engines, "layer_precision": layer_info, "precision_summary": summary,
+            "realised_precision": realised_precision({"layer_precision": layer_info}),
             "precision_counts": totals, "pinned_layers": pinned_counts, "timing_cache": os.path.abspath(timing_path),
             "build_seconds": round(time.monotonic() - started, 1)}
 

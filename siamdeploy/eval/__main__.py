@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", required=True, help="checkpoint (.pth/.model) or export folder (onnxruntime)")
     ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
     ap.add_argument("--preset", help="preset id (default: detected from the checkpoint)")
-    ap.add_argument("--backend", default="torch", help="torch (default) | onnxruntime")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="engine precision (onnxruntime)")
+    ap.add_argument("--backend", default="torch", help="torch (default) | onnxruntime | tensorrt | auto")
+    ap.add_argument("--precision", choices=("fp32", "fp16"),
+                    help="engine precision (default: the backend's, see siamdeploy.load_tracker)")
     ap.add_argument("--device", help="cpu | cuda | cuda:N")
     ap.add_argument("--out", help="output folder (default: results/<dataset>/<name>)")
     ap.add_argument("--name", help="tracker name in tables and plots (default: <model>_<backend>_<precision>)")

@@ -216,7 +216,7 @@ def evaluate_tracker(dataset: Dataset, tracker: TrackerLike, name: str, out_dir:
         report["results_dir"] = os.path.abspath(out_dir)
         table = format_table(dataset.kind, {name: report})
         with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2, default=_json_default)
+            json.dump(_clean(report), fh, indent=2, default=_json_default, allow_nan=False)
         with open(os.path.join(out_dir, "metrics.txt"), "w", encoding="utf-8") as fh:
             fh.write(table + "\n")
         if plots and report["metrics"] is not None:
@@ -259,6 +259,21 @@ def _write_result(kind: str, out_dir: str, seq: BenchmarkSequence, result: Any, 
         write_otb_results(out_dir, seq.name, result, origin=seq.origin)
 
 
+def _clean(obj: Any) -> Any:
+    """The report with NaN/inf as None (strict JSON) and numpy values as Python ones."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -268,14 +283,14 @@ def _json_default(obj: Any) -> Any:
 
 
 def evaluate(dataset: str, root: str, model: str, config: str | None = None, preset: str | None = None,
-             backend: str = "torch", precision: str = "fp32", device: str | None = None, out: str | None = None,
+             backend: str = "torch", precision: str | None = None, device: str | None = None, out: str | None = None,
              name: str | None = None, subset: str | None = None, vot_year: int = 2018,
              eao_range: tuple[int, int] | None = None, plots: bool = True, sequences: Sequence[str] | None = None,
              allow_unsafe_pickle: bool = False) -> dict[str, Any]:
     """Read the benchmark folder, load the tracker with :func:`siamdeploy.load_tracker` and evaluate it.
 
     Results go to ``out`` (default ``results/<dataset>/<name>``); ``name`` defaults to
-    ``<model file stem>_<backend>_<precision>``."""
+    ``<model file stem>_<backend>_<precision>`` of the engine that actually runs."""
     from ..api import load_tracker
 
     data = load_dataset(dataset, root, subset)   # fail on a bad folder before loading a model
@@ -289,16 +304,20 @@ def evaluate(dataset: str, root: str, model: str, config: str | None = None, pre
         raise InputError(f"--eao-range LOW HIGH needs 1 <= LOW <= HIGH, got {eao_range[0]} {eao_range[1]}")
     tracker = load_tracker(model, config=config, preset=preset, backend=backend, device=device,
                            allow_unsafe_pickle=allow_unsafe_pickle, precision=precision)
+    engine = getattr(tracker, "engine", None)
+    ran_backend = getattr(engine, "backend", backend)
+    ran_precision = getattr(engine, "precision", precision or "fp32")
     if name is None:
         stem = os.path.splitext(os.path.basename(os.path.normpath(model)))[0]
-        name = f"{stem}_{backend}_{precision}"
+        name = f"{stem}_{ran_backend}_{ran_precision}"
     out_dir = out or os.path.join("results", dataset, name)
     os.makedirs(out_dir, exist_ok=True)
     report = evaluate_tracker(data, tracker, name, out_dir, vot_year, eao_range, plots, sequences)
     report["model"] = os.path.abspath(model)
-    report["backend"] = backend
-    report["precision"] = precision
+    report["backend"] = ran_backend
+    report["precision"] = ran_precision
+    report["device"] = getattr(engine, "device", None)
     report["preset"] = getattr(tracker, "name", None)
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2, default=_json_default)
+        json.dump(_clean(report), fh, indent=2, default=_json_default, allow_nan=False)
     return report

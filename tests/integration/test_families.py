@@ -13,9 +13,9 @@ import siamdeploy
 from siamdeploy.apps.synthetic import generate_sequence
 from siamdeploy.checkpoint import load_model
 
-FAST = ["siamrpn_alex_dwxcorr", "dasiamrpn_vot", "siamfc", "siamrpn_mobilev2_l234_dwxcorr"]
-SLOW = ["siamrpn_r50_l234_dwxcorr", "siamrpn_r50_l234_dwxcorr_otb", "siammask_r50_l3",
-        "siamrpn_r50_l234_dwxcorr_lt", "dasiamrpn_big"]
+FAST = ["siamrpn_alex_dwxcorr", "dasiamrpn_vot", "siamfc", "siamrpn_haooozi", "siamrpn_siamtrackers"]
+SLOW = ["siamrpn_mobilev2_l234_dwxcorr", "siamrpn_r50_l234_dwxcorr", "siamrpn_r50_l234_dwxcorr_otb",
+        "siammask_r50_l3", "siamrpn_r50_l234_dwxcorr_lt", "dasiamrpn_big", "siammask_vot", "siammask_base"]
 
 
 def _track(path: str, preset: str | None, frames: int = 4) -> list[siamdeploy.TrackResult]:
@@ -37,7 +37,7 @@ def _check(preset: str, random_checkpoint, caplog: pytest.LogCaptureFixture) -> 
     assert np.isfinite(boxes).all() and (boxes[:, 2:] > 0).all()
     assert np.array_equal(boxes, np.array([r.bbox for r in b])), "tracking must be deterministic"
     assert all(0.0 <= r.score <= 1.0 for r in a) or preset == "siamfc"
-    if preset == "siammask_r50_l3":
+    if preset.startswith("siammask"):
         assert all(r.polygon is not None and r.polygon.shape == (4, 2) for r in a)
         assert all(r.mask is not None and r.mask.shape == (240, 320) for r in a)
 

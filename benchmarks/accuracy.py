@@ -1,0 +1,350 @@
+"""Accuracy of every available backend on a benchmark folder, and its agreement with the PyTorch FP32 tracker.
+
+    python benchmarks/accuracy.py                                   # generated OTB folder, random weights
+    python benchmarks/accuracy.py --model model.pth --config config.yaml --dataset otb --root data/OTB100
+
+Backends: torch CPU FP32 (the reference), torch CPU FP16 (the whole network ``half()``; where it runs and
+fits the time budget), onnxruntime FP32 and FP16 (mixed-precision graphs) from one export folder, and the
+CUDA variants when a GPU is visible (torch FP16 there is the engine's own mixed mode). Per backend:
+
+- the benchmark metrics (OTB success AUC / precision; LaSOT adds normalized precision; GOT-10k AO / SR);
+- agreement with the reference, **free-running**: each tracker follows its own predictions; per-frame IoU
+  with the reference's box (small numeric differences can compound until the trackers part ways);
+- agreement, **teacher-forced**: before every ``track()`` call the backend's tracker state (centre, size,
+  crop size; SiamFC: centre, target size, exemplar and search sizes; the long-term tracker's lost flag) is
+  overwritten with the reference tracker's state before that frame, so each frame measures one step of
+  numeric difference: IoU, centre distance (px) and score difference against the reference's output.
+
+Default model: a seeded random-weight model (``random_model(get_preset(preset), seed)``, calibrated
+BatchNorm) saved to a temporary ``.pth``. Its boxes do not follow the target as a trained model's would, so
+the benchmark *metrics* say nothing about tracker quality; the *agreement* columns are what it measures.
+Default data: a generated OTB-layout folder (3 sequences x 40 frames, 320x240, exact ground truth).
+Prints a table and writes JSON (machine, versions, what ran and what was skipped, with reasons).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+try:
+    from siamdeploy import load_tracker
+    from siamdeploy.errors import SiamDeployError
+    from siamdeploy.eval.datasets import BenchmarkSequence, load_dataset
+    from siamdeploy.eval.generate import generate_benchmark
+    from siamdeploy.eval.metrics import center_error, iou
+    from siamdeploy.eval.runner import HEADLINE, compute_metrics
+    from siamdeploy.presets import get_preset
+    from siamdeploy.runtime import Tracker
+except ImportError as err:  # pragma: no cover - a checkout that was never installed
+    sys.exit(f"error: cannot import siamdeploy ({err}); install it first: pip install -e '.[onnx,dev,bench]'")
+
+log = logging.getLogger("accuracy")
+# Tracker state copied from the reference before each frame (teacher forcing), per tracker loop:
+# RPN family (rpn.py): centre, size, crop_wh; long-term: lost; SiamFC (siamfc.py): centre, target_sz, z_sz, x_sz.
+STATE_ATTRIBUTES = ("centre", "size", "crop_wh", "lost", "target_sz", "z_sz", "x_sz")
+
+
+def snapshot(tracker: Tracker) -> dict[str, Any]:
+    """Copies of the tracker's state attributes."""
+    out = {}
+    for name in STATE_ATTRIBUTES:
+        if hasattr(tracker, name):
+            value = getattr(tracker, name)
+            out[name] = value.copy() if isinstance(value, np.ndarray) else value
+    return out
+
+
+def restore(tracker: Tracker, state: dict[str, Any]) -> None:
+    for name, value in state.items():
+        setattr(tracker, name, value.copy() if isinstance(value, np.ndarray) else value)
+
+
+# ---------------------------------------------------------------------------------------------- backends
+def half_torch_tracker(ckpt: str, preset: str | None, config: str | None, device: str) -> Tracker:
+    """A tracker over the whole torch network converted to FP16 (inputs cast to half, outputs back to float32).
+    The torch engine's own ``precision="fp16"`` (backbone and neck only) needs CUDA; this is the CPU probe."""
+    import torch
+
+    from siamdeploy.checkpoint import load_model
+    from siamdeploy.engine.base import SearchOutput
+    from siamdeploy.engine.torch_engine import TorchEngine
+    from siamdeploy.runtime import make_tracker
+
+    class HalfTorchEngine(TorchEngine):
+        precision = "fp16"
+
+        def __init__(self, net: Any, dev: str) -> None:
+            super().__init__(net, dev)
+            self.net = self.net.half()
+            self.precision = "fp16"
+
+        def _tensor(self, arr: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(arr).to(self.device).half()
+
+        def _search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
+            out = super()._search(x, kernels)
+            return SearchOutput({k: v.astype(np.float32) for k, v in out.outputs.items()}, out.extras)
+
+    loaded = load_model(ckpt, config=config, preset=preset)
+    engine = HalfTorchEngine(loaded.net, device)
+    return make_tracker(engine, loaded.preset.track, loaded.preset.name)
+
+
+def backends(ckpt: str, preset: str | None, config: str | None, workdir: str, wanted: set[str] | None
+             ) -> tuple[list[tuple[str, Callable[[], Tracker]]], list[tuple[str, str]]]:
+    """(label, factory) per backend that can run here (the reference first), (label, reason) for the rest."""
+    import torch
+
+    run: list[tuple[str, Callable[[], Tracker]]] = []
+    skipped: list[tuple[str, str]] = []
+
+    def add(label: str, factory: Callable[[], Tracker]) -> None:
+        if wanted is None or label in wanted or not run:
+            run.append((label, factory))
+        else:
+            skipped.append((label, "not selected (--backends)"))
+
+    add("torch cpu fp32", lambda: load_tracker(ckpt, config=config, preset=preset, backend="torch", device="cpu"))
+    add("torch cpu fp16", lambda: half_torch_tracker(ckpt, preset, config, "cpu"))
+    if torch.cuda.is_available():
+        add("torch cuda fp32", lambda: load_tracker(ckpt, config=config, preset=preset, backend="torch", device="cuda"))
+        add("torch cuda fp16", lambda: load_tracker(ckpt, config=config, preset=preset, backend="torch", device="cuda",
+                                                    precision="fp16"))
+    else:
+        skipped.append(("torch cuda", "no CUDA GPU visible to torch"))
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        skipped.append(("onnxruntime", "onnxruntime not installed (pip install 'siamdeploy[onnx]')"))
+        return run, skipped
+    from siamdeploy.checkpoint import load_model
+    from siamdeploy.export.exporter import export_model
+
+    folder = os.path.join(workdir, "export")
+    try:
+        export_model(load_model(ckpt, config=config, preset=preset), folder, precision="both", validate=False,
+                     progress=False)
+    except SiamDeployError as err:
+        skipped.append(("onnxruntime", f"export failed: {err}"))
+        return run, skipped
+    for prec in ("fp32", "fp16"):
+        add(f"onnxruntime cpu {prec}",
+            lambda p=prec: load_tracker(folder, backend="onnxruntime", precision=p, device="cpu"))
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        for prec in ("fp32", "fp16"):
+            add(f"onnxruntime cuda {prec}",
+                lambda p=prec: load_tracker(folder, backend="onnxruntime", precision=p, device="cuda"))
+    else:
+        skipped.append(("onnxruntime cuda", "no CUDAExecutionProvider (needs onnxruntime-gpu and a GPU)"))
+    return run, skipped
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def run_free(tracker: Tracker, frames: list[np.ndarray], init: np.ndarray, record: bool = False
+             ) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[str, Any]]]:
+    """Free-running pass: (boxes, scores, seconds per tracked frame, states before each frame if ``record``)."""
+    tracker.init(frames[0], tuple(float(v) for v in init))
+    boxes, scores, times, states = [np.asarray(init, np.float64)], [np.nan], [], []
+    for frame in frames[1:]:
+        if record:
+            states.append(snapshot(tracker))
+        t0 = time.perf_counter()
+        result = tracker.track(frame)
+        times.append(time.perf_counter() - t0)
+        boxes.append(np.asarray(result.bbox, np.float64))
+        scores.append(result.score)
+    return np.stack(boxes), np.asarray(scores), times, states
+
+
+def run_forced(tracker: Tracker, frames: list[np.ndarray], init: np.ndarray, states: list[dict[str, Any]]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced pass: the reference's state is restored before each ``track()``."""
+    tracker.init(frames[0], tuple(float(v) for v in init))
+    boxes, scores = [np.asarray(init, np.float64)], [np.nan]
+    for frame, state in zip(frames[1:], states):
+        restore(tracker, state)
+        result = tracker.track(frame)
+        boxes.append(np.asarray(result.bbox, np.float64))
+        scores.append(result.score)
+    return np.stack(boxes), np.asarray(scores)
+
+
+def agreement(boxes: list[np.ndarray], ref: list[np.ndarray], scores: list[np.ndarray] | None = None,
+              ref_scores: list[np.ndarray] | None = None) -> dict[str, float]:
+    """IoU / centre distance / score difference against the reference over all tracked frames (not frame 1)."""
+    a = np.concatenate([b[1:] for b in boxes])
+    r = np.concatenate([b[1:] for b in ref])
+    ious = iou(a, r)
+    out = {"iou_mean": float(ious.mean()), "iou_min": float(ious.min()),
+           "frames_iou_below_0.5": int((ious < 0.5).sum()), "frames": int(len(ious)),
+           "centre_px_max": float(center_error(a, r).max())}
+    if scores is not None and ref_scores is not None:
+        d = np.abs(np.concatenate([s[1:] for s in scores]) - np.concatenate([s[1:] for s in ref_scores]))
+        out["score_abs_max"] = float(d.max())
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", help="preset id; default: siamrpn_alex_dwxcorr for the random model, detected "
+                                     "from --model otherwise")
+    ap.add_argument("--model", help="checkpoint; default: a seeded random-weight model of --preset")
+    ap.add_argument("--config", help="pysot config.yaml of --model")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the generated data")
+    ap.add_argument("--dataset", default="otb", choices=("otb", "lasot", "got10k"), help="layout of --root")
+    ap.add_argument("--root", help="benchmark folder; default: generate one (OTB layout)")
+    ap.add_argument("--sequences", type=int, default=3, help="generated sequences (default 3)")
+    ap.add_argument("--frames", type=int, default=40, help="frames per generated sequence (default 40)")
+    ap.add_argument("--size", default="320x240", help="generated frame size (default 320x240)")
+    ap.add_argument("--backends", nargs="+", metavar="LABEL",
+                    help="run only these backends, e.g. 'onnxruntime cpu fp16' (the reference always runs)")
+    ap.add_argument("--max-backend-seconds", type=float, default=600.0,
+                    help="skip a backend whose estimated run time (from a one-frame probe) exceeds this")
+    ap.add_argument("--json", default="benchmarks/results/accuracy.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    import onnx
+    import torch
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                "onnx": onnx.__version__}
+    try:
+        import onnxruntime
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            return _run(args, workdir, versions)
+    except SiamDeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, workdir: str, versions: dict[str, str]) -> int:
+    import torch
+
+    preset = args.preset
+    if args.model:
+        ckpt, model_note = args.model, f"checkpoint {os.path.abspath(args.model)}"
+    else:
+        from siamdeploy.models.random_init import random_model
+
+        preset = preset or "siamrpn_alex_dwxcorr"
+        args.preset = preset
+        ckpt = os.path.join(workdir, f"{args.preset}_random_seed{args.seed}.pth")
+        torch.save(random_model(get_preset(args.preset), seed=args.seed).state_dict(), ckpt)
+        model_note = (f"seeded random weights (random_model(get_preset('{args.preset}'), seed={args.seed}), "
+                      "calibrated BatchNorm): the metrics do not measure tracker quality, the agreement does")
+    print(f"model: {model_note}")
+    if args.root:
+        dataset = load_dataset(args.dataset, args.root)
+        data_note = f"{args.dataset} folder {os.path.abspath(args.root)}"
+    else:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        root, _ = generate_benchmark(os.path.join(workdir, "data"), "otb", args.sequences, args.frames, (w, h),
+                                     seed=args.seed)
+        dataset = load_dataset("otb", root)
+        data_note = (f"generated OTB layout: {args.sequences} sequences x {args.frames} frames, {w}x{h}, seed "
+                     f"{args.seed} (python -m siamdeploy.eval.generate)")
+    print(f"data: {data_note}")
+    seqs: list[BenchmarkSequence] = dataset.sequences
+    frames = {s.name: [s.frame(i) for i in range(len(s))] for s in seqs}
+    tracked_frames = sum(len(s) - 1 for s in seqs)
+
+    wanted = set(args.backends) if args.backends else None
+    runnable, skipped = backends(ckpt, preset, args.config, workdir, wanted)
+    rows: dict[str, dict[str, Any]] = {}
+    ref: dict[str, Any] = {}
+    for index, (label, factory) in enumerate(runnable):
+        try:
+            tracker = factory()
+            if index > 0:   # probe one frame: does it run, and does it fit the time budget?
+                first = seqs[0]
+                tracker.init(frames[first.name][0], tuple(float(v) for v in first.boxes[0]))
+                t0 = time.perf_counter()
+                tracker.track(frames[first.name][min(1, len(first) - 1)])
+                estimate = (time.perf_counter() - t0) * tracked_frames * 2
+                if estimate > args.max_backend_seconds:
+                    skipped.append((label, f"runs, but would take ~{estimate:.0f} s here (one frame "
+                                           f"{estimate / tracked_frames / 2:.2f} s; --max-backend-seconds "
+                                           f"{args.max_backend_seconds:.0f})"))
+                    continue
+        except Exception as err:  # noqa: BLE001 - a backend that cannot run is reported, not fatal
+            if index == 0:
+                raise
+            skipped.append((label, f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"))
+            continue
+        print(f"running {label} ...", flush=True)
+        free, free_scores, times, states_all = [], [], [], []
+        for s in seqs:
+            b, sc, t, st = run_free(tracker, frames[s.name], s.boxes[0], record=index == 0)
+            free.append(b)
+            free_scores.append(sc)
+            times += t
+            states_all.append(st)
+        engine = tracker.engine
+        row: dict[str, Any] = {"backend": engine.backend, "device": engine.device, "precision": engine.precision,
+                               "ms_per_frame": 1000.0 * float(np.mean(times)),
+                               "metrics": compute_metrics(dataset.kind, seqs, free)}
+        if index == 0:
+            ref = {"boxes": free, "scores": free_scores, "states": states_all}
+            row["reference"] = True
+        else:
+            forced, forced_scores = [], []
+            for s, states in zip(seqs, ref["states"]):
+                b, sc = run_forced(tracker, frames[s.name], s.boxes[0], states)
+                forced.append(b)
+                forced_scores.append(sc)
+            row["free_running"] = agreement(free, ref["boxes"])
+            row["teacher_forced"] = agreement(forced, ref["boxes"], forced_scores, ref["scores"])
+        if index == 0:
+            row["free_running"] = agreement(free, free)
+            row["teacher_forced"] = agreement(free, free, free_scores, free_scores)
+        rows[label] = row
+
+    _print_table(dataset.kind, rows, skipped)
+    machine = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(),
+               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    out = {"machine": machine, "versions": versions, "model": model_note, "preset": args.preset,
+           "data": data_note, "sequences": [s.name for s in seqs], "tracked_frames": tracked_frames,
+           "results": rows, "skipped": dict(skipped)}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=2)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple[str, str]]) -> None:
+    headline = HEADLINE[kind][:2]
+    print(f"\n{'backend':<24}{'ran':>22}" + "".join(f"{t:>16}" for _, t in headline)
+          + f"{'free IoU mean/min':>20}{'forced IoU mean/min':>22}{'forced max dc px':>18}"
+          f"{'forced max dscore':>19}{'ms/frame':>10}")
+    for label, r in rows.items():
+        ran = f"{r['backend']} {r['device']} {r['precision']}"
+        cells = "".join(f"{r['metrics'][k]:>16.3f}" for k, _ in headline)
+        fr, tf = r["free_running"], r["teacher_forced"]
+        name = label + (" (ref)" if r.get("reference") else "")
+        print(f"{name:<24}{ran:>22}{cells}{fr['iou_mean']:>13.4f}/{fr['iou_min']:.4f}"
+              f"{tf['iou_mean']:>15.5f}/{tf['iou_min']:.5f}{tf['centre_px_max']:>18.4f}"
+              f"{tf.get('score_abs_max', 0.0):>19.2e}{r['ms_per_frame']:>10.1f}")
+    for label, reason in skipped:
+        print(f"{label:<24}skipped: {reason}")
+    print("free: each backend follows its own boxes; forced: the reference tracker's state is copied in before "
+          "every frame (one step of numeric difference). IoU/centre/score against torch cpu fp32.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
