@@ -429,9 +429,10 @@ class TensorRTEngine(Engine):
             self._quiet("cudaFreeHost", ptr)
         self._quiet("cudaStreamDestroy", self._stream)
         self._graph_execs, self._owned_device, self._owned_host = [], [], []
-        for plan in self.plans.values():  # contexts before their engines, engines before the runtime
+        plans = list(getattr(self, "plans", {}).values())
+        for plan in plans:  # contexts before their engines, engines before the runtime
             plan.context = None
-        for plan in self.plans.values():
+        for plan in plans:
             plan.engine = None
         self.plans = {}
         self._runtime = None

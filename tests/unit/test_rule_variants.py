@@ -214,3 +214,32 @@ def test_siamtrackers_detected_by_model_wrapper() -> None:
     state = _keys_for("dasiamrpn_vot")
     assert guess_preset(state, layout, "SiamRPN_e50.pth", wrapper="model").preset == "siamrpn_siamtrackers"
     assert guess_preset(state, layout, "SiamRPNVOT.model", wrapper=None).preset == "dasiamrpn_vot"
+
+
+class _EmptyMaskEngine(ScriptedEngine):
+    """Scripted heads plus a refine branch whose mask is empty everywhere (sigmoid(-20) ~ 2e-9)."""
+
+    def refine(self, extras, cell):
+        return np.full((127, 127), -20.0, np.float32)
+
+
+@pytest.mark.parametrize("preset, before_clip", [("siammask_vot", True), ("siammask_r50_l3", False)])
+def test_empty_mask_fallback_box_before_or_after_clip(preset: str, before_clip: bool) -> None:
+    # Init (5, 100, 40, 30) on a 320 x 240 frame; centre cell (12, 12) of the 25 x 25 map is offset (0, 0);
+    # anchor 2 is 64 x 64; dx = -1 moves the centre by -64 crop px = -64 / scale_z frame px, with
+    # s_z = sqrt((40 + 35) * (30 + 35)) = sqrt(4875) and scale_z = 127 / s_z: the centre leaves the frame.
+    params = get_preset(preset).track
+    n = params.score_size()
+    maps = make_rpn_maps(n, [(2, n // 2, n // 2, 0.95, (-1.0, 0.0, 0.0, 0.0))], params.anchor_num)
+    tracker = make_tracker(_EmptyMaskEngine([lambda side: maps]), params)
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    tracker.init(frame, (5, 100, 40, 30))
+    result = tracker.track(frame)
+    start_cx = 5 + 40 / 2 if before_clip else 5 + 39 / 2      # foolwood x + w/2, pysot x + (w-1)/2
+    unclipped_cx = start_cx - 64 / (127 / np.sqrt(4875.0))
+    assert unclipped_cx < 0 and tracker.centre[0] == 0       # the state is clipped either way
+    left = result.polygon[:, 0].min()
+    if before_clip:   # foolwood: the fallback box is the unclipped state
+        assert left == pytest.approx(unclipped_cx - tracker.size[0] / 2)
+    else:             # pysot: the fallback box is the clipped state
+        assert left == pytest.approx(0 - tracker.size[0] / 2)
