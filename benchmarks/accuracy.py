@@ -5,7 +5,7 @@
 
 Backends: torch CPU FP32 (the reference), torch CPU FP16 (the whole network ``half()``; where it runs and
 fits the time budget), onnxruntime FP32 and FP16 (mixed-precision graphs) from one export folder, and the
-CUDA variants when a GPU is visible (torch FP16 there is the engine's own mixed mode). Per backend:
+CUDA variants when a GPU is visible (torch FP16 there is the engine's own mixed mode; TensorRT when installed). Per backend:
 
 - the benchmark metrics (OTB success AUC / precision; LaSOT adds normalized precision; GOT-10k AO / SR);
 - agreement with the reference, **free-running**: each tracker follows its own predictions; per-frame IoU
@@ -146,6 +146,16 @@ def backends(ckpt: str, preset: str | None, config: str | None, workdir: str, wa
                 lambda p=prec: load_tracker(folder, backend="onnxruntime", precision=p, device="cuda"))
     else:
         skipped.append(("onnxruntime cuda", "no CUDAExecutionProvider (needs onnxruntime-gpu and a GPU)"))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        skipped.append(("tensorrt", "tensorrt not installed (pip install 'siamdeploy[trt]', needs a CUDA GPU)"))
+        return run, skipped
+    if not torch.cuda.is_available():
+        skipped.append(("tensorrt", "no CUDA GPU visible"))
+        return run, skipped
+    for prec in ("fp32", "fp16"):   # engines are built (or taken from the cache) on first load
+        add(f"tensorrt cuda {prec}", lambda p=prec: load_tracker(folder, backend="tensorrt", precision=p))
     return run, skipped
 
 
@@ -330,7 +340,7 @@ def _run(args: argparse.Namespace, workdir: str, versions: dict[str, str]) -> in
 def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple[str, str]]) -> None:
     headline = HEADLINE[kind][:2]
     print(f"\n{'backend':<24}{'ran':>22}" + "".join(f"{t:>16}" for _, t in headline)
-          + f"{'free IoU mean/min':>20}{'forced IoU mean/min':>22}{'forced max dc px':>18}"
+          + f"{'free IoU mean/min':>20}{'forced IoU mean/min':>22}{'forced <0.5':>12}{'forced max dc px':>18}"
           f"{'forced max dscore':>19}{'ms/frame':>10}")
     for label, r in rows.items():
         ran = f"{r['backend']} {r['device']} {r['precision']}"
@@ -338,12 +348,14 @@ def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple
         fr, tf = r["free_running"], r["teacher_forced"]
         name = label + (" (ref)" if r.get("reference") else "")
         print(f"{name:<24}{ran:>22}{cells}{fr['iou_mean']:>13.4f}/{fr['iou_min']:.4f}"
-              f"{tf['iou_mean']:>15.5f}/{tf['iou_min']:.5f}{tf['centre_px_max']:>18.4f}"
+              f"{tf['iou_mean']:>15.5f}/{tf['iou_min']:.5f}{tf['frames_iou_below_0.5']:>12d}"
+              f"{tf['centre_px_max']:>18.4f}"
               f"{tf.get('score_abs_max', 0.0):>19.2e}{r['ms_per_frame']:>10.1f}")
     for label, reason in skipped:
         print(f"{label:<24}skipped: {reason}")
     print("free: each backend follows its own boxes; forced: the reference tracker's state is copied in before "
-          "every frame (one step of numeric difference). IoU/centre/score against torch cpu fp32.")
+          "every frame (one step of numeric difference); <0.5: frames with IoU < 0.5 (a different peak chosen). "
+          "IoU / centre distance / score against torch cpu fp32.")
 
 
 if __name__ == "__main__":

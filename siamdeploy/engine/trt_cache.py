@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError
+from ..fsutil import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -370,17 +371,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _replace_dir(src: str, dst: str) -> None:
-    """Rename ``src`` to ``dst``; an existing ``dst`` (a stale entry) is moved aside first, then removed."""
-    if os.path.exists(dst):
-        backup = f"{dst}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        os.rename(dst, backup)
-        os.rename(src, dst)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.rename(src, dst)
-
-
 BuildFn = Callable[[str], Mapping[str, Any]]
 
 
@@ -418,7 +408,7 @@ def get_or_build(root: str, target: EngineTarget, build: BuildFn, rebuild: bool 
             with open(os.path.join(tmp, SIDECAR), "w", encoding="utf-8") as fh:
                 json.dump(sidecar, fh, indent=2)
                 fh.write("\n")
-            _replace_dir(tmp, path)
+            replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -12,10 +12,9 @@ ground truth with ``python -m siamdeploy.eval.generate``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from ..errors import SiamDeployError
+from ..cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,19 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    return run_cli(build_parser(), _evaluate, argv, quiet=lambda args: args.quiet)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from .runner import evaluate, format_table
 
-    try:
-        report = evaluate(args.dataset, args.root, args.model, config=args.config, preset=args.preset,
-                          backend=args.backend, precision=args.precision, device=args.device, out=args.out,
-                          name=args.name, subset=args.subset, vot_year=args.vot_year,
-                          eao_range=tuple(args.eao_range) if args.eao_range else None, plots=not args.no_plots,
-                          sequences=args.sequences, allow_unsafe_pickle=args.trust_checkpoint)
-    except SiamDeployError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    report = evaluate(args.dataset, args.root, args.model, config=args.config, preset=args.preset,
+                      backend=args.backend, precision=args.precision, device=args.device, out=args.out,
+                      name=args.name, subset=args.subset, vot_year=args.vot_year,
+                      eao_range=tuple(args.eao_range) if args.eao_range else None, plots=not args.no_plots,
+                      sequences=args.sequences, allow_unsafe_pickle=args.trust_checkpoint)
     print(format_table(args.dataset, {report["tracker"]: report}))
     if report.get("note"):
         print(report["note"])

@@ -5,6 +5,7 @@ and only its object-oriented API is used (no pyplot, no global backend switch).
 """
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,9 +19,8 @@ from .metrics import (GOT10K_THRESHOLDS, NORM_PRECISION_THRESHOLDS, PRECISION_TH
 def require_matplotlib() -> None:
     """Raise :class:`DependencyError` with the install hint when matplotlib cannot be imported."""
     try:
-        import matplotlib  # noqa: F401
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
-        from matplotlib.figure import Figure  # noqa: F401
+        for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+            importlib.import_module(module)
     except ImportError:
         raise DependencyError("plots need matplotlib: pip install 'siamdeploy[bench]' (or pip install matplotlib), "
                               "or pass --no-plots") from None

@@ -179,14 +179,7 @@ def evaluate_tracker(dataset: Dataset, tracker: TrackerLike, name: str, out_dir:
     """Track every sequence of ``dataset`` (or those named in ``sequences``), write the toolkit result files
     under ``out_dir`` and return the report (metrics, timing, paths). Writes ``metrics.json``,
     ``metrics.txt`` and, with ``plots``, PNG plots there too."""
-    seqs = dataset.sequences
-    if sequences:
-        known = {s.name: s for s in seqs}
-        missing = [n for n in sequences if n not in known]
-        if missing:
-            raise InputError(f"unknown sequence(s) {', '.join(missing)}; the dataset has: "
-                             f"{', '.join(list(known)[:12])}{' ...' if len(known) > 12 else ''}")
-        seqs = [known[n] for n in sequences]
+    seqs = select_sequences(dataset, sequences)
     results, all_times = [], []
     for index, seq in enumerate(seqs, start=1):
         t0 = time.perf_counter()
@@ -222,6 +215,18 @@ def evaluate_tracker(dataset: Dataset, tracker: TrackerLike, name: str, out_dir:
         if plots and report["metrics"] is not None:
             report["plots"] = write_plots(dataset.kind, {name: report["metrics"]}, out_dir)
     return report
+
+
+def select_sequences(dataset: Dataset, names: Sequence[str] | None) -> list[BenchmarkSequence]:
+    """The sequences called ``names`` (all when None), or an :class:`InputError` naming the unknown ones."""
+    if not names:
+        return list(dataset.sequences)
+    known = {s.name: s for s in dataset.sequences}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise InputError(f"unknown sequence(s) {', '.join(missing)}; the dataset has: "
+                         f"{', '.join(list(known)[:12])}{' ...' if len(known) > 12 else ''}")
+    return [known[n] for n in names]
 
 
 def write_plots(kind: str, metrics_by_tracker: dict[str, dict[str, Any]], out_dir: str) -> list[str]:
@@ -294,6 +299,7 @@ def evaluate(dataset: str, root: str, model: str, config: str | None = None, pre
     from ..api import load_tracker
 
     data = load_dataset(dataset, root, subset)   # fail on a bad folder before loading a model
+    select_sequences(data, sequences)
     if plots:
         from .plots import require_matplotlib
 

@@ -9,7 +9,8 @@ import logging
 import os
 import sys
 
-from ..errors import ExportError, SiamDeployError
+from ..cli import run_cli
+from ..errors import ExportError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,38 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.engine:  # fail before any work when TensorRT cannot be had
-            from ..engine.trt_build import import_cudart, import_tensorrt
+    return run_cli(build_parser(), _export, argv)
 
-            import_tensorrt()
-            import_cudart()
-        if os.path.isdir(args.checkpoint) and os.path.isfile(os.path.join(args.checkpoint, "manifest.json")):
-            if not args.engine:
-                raise ExportError(f"'{args.checkpoint}' is already an export folder; pass --engine to build TensorRT "
-                                  "engines from it")
-            _print_engines(_build_engines(args, args.checkpoint))
-            return 0
-        from ..checkpoint import load_model
-        from ..export.manifest import sha256_file
-        from .exporter import export_model
 
-        loaded = load_model(args.checkpoint, config=args.config, preset=args.preset,
-                            allow_unsafe_pickle=args.trust_checkpoint)
-        out = args.out or os.path.join("export", f"{loaded.preset.name}-{sha256_file(loaded.path)[:8]}")
-        precision = args.precision
-        if args.engine and args.engine_precision == "fp16" and precision == "fp32":
-            logging.getLogger("siamdeploy.export").info("also exporting the FP16 graphs: the TensorRT FP16 build "
-                                                        "needs them")
-            precision = "both"
-        result = export_model(loaded, out, precision=precision, opset=args.opset,
-                              validate=not args.no_validate)
-        built = _build_engines(args, result.folder) if args.engine else None
-    except SiamDeployError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+def _export(args: argparse.Namespace) -> int:
+    if args.engine:  # fail before any work when TensorRT cannot be had
+        from ..engine.trt_build import import_cudart, import_tensorrt
+
+        import_tensorrt()
+        import_cudart()
+    if os.path.isdir(args.checkpoint) and os.path.isfile(os.path.join(args.checkpoint, "manifest.json")):
+        if not args.engine:
+            raise ExportError(f"'{args.checkpoint}' is already an export folder; pass --engine to build TensorRT "
+                              "engines from it")
+        _print_engines(_build_engines(args, args.checkpoint))
+        return 0
+    from ..checkpoint import load_model
+    from ..export.manifest import sha256_file
+    from .exporter import export_model
+
+    loaded = load_model(args.checkpoint, config=args.config, preset=args.preset,
+                        allow_unsafe_pickle=args.trust_checkpoint)
+    out = args.out or os.path.join("export", f"{loaded.preset.name}-{sha256_file(loaded.path)[:8]}")
+    precision = args.precision
+    if args.engine and args.engine_precision == "fp16" and precision == "fp32":
+        logging.getLogger("siamdeploy.export").info("also exporting the FP16 graphs: the TensorRT FP16 build "
+                                                    "needs them")
+        precision = "both"
+    result = export_model(loaded, out, precision=precision, opset=args.opset, validate=not args.no_validate)
+    built = _build_engines(args, result.folder) if args.engine else None
     print(f"exported {loaded.preset.name} to {result.folder}:")
     for name, variants in result.manifest["graphs"].items():
         for precision, entry in variants.items():
@@ -96,7 +94,9 @@ def _build_engines(args: argparse.Namespace, folder: str):  # noqa: ANN202 - a t
 
 def _print_engines(entry) -> None:  # noqa: ANN001 - a trt_cache.CacheEntry
     side = entry.sidecar
-    print(f"TensorRT {side['tensorrt_version']} {side['precision']} engines for {side['gpu']['name']} in {entry.path}:")
+    print(f"TensorRT {side['tensorrt_version']} engines ({side['precision']} build, runs "
+          f"{side.get('realised_precision', 'unverified')} per the engine inspector) for {side['gpu']['name']} "
+          f"in {entry.path}:")
     for name, info in side["engines"].items():
         layers = side.get("layer_precision", {}).get(name, {}).get("summary", "")
         print(f"  {info['file']:<24} {info['bytes'] / 2**20:7.1f} MiB  {layers}")

@@ -19,6 +19,7 @@ import torch
 from .. import __version__
 from ..checkpoint import LoadedModel
 from ..errors import ExportError
+from ..fsutil import replace_dir
 from .fp16 import convert_mixed_fp16
 from .graphs import GraphSpec, plan_graphs, search_sizes
 from .manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write_manifest
@@ -144,19 +145,8 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             report = validate_export(loaded, tmp, variants)
             manifest["validation"] = report
             write_manifest(tmp, manifest)
-        _replace_folder(tmp, out_dir)
+        replace_dir(tmp, out_dir)
         return ExportResult(out_dir, manifest, report)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _replace_folder(src: str, dst: str) -> None:
-    """Move ``src`` to ``dst``, replacing an existing ``dst`` only after the move target is ready."""
-    if os.path.exists(dst):
-        backup = f"{dst}.old-{os.getpid()}"
-        os.rename(dst, backup)
-        os.rename(src, dst)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.rename(src, dst)

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 
-from ..errors import InputError, SiamDeployError
+from ..cli import run_cli
+from ..errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime", "tensorrt"),
                     help="inference backend (default: torch); onnxruntime/tensorrt take an export folder or a "
                          "checkpoint (exported once into a cache); auto picks the fastest available")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="engine precision (onnxruntime, tensorrt)")
+    ap.add_argument("--precision", default=None, choices=("fp32", "fp16"),
+                    help="engine precision (default: fp16 for tensorrt, fp32 otherwise)")
     ap.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
     ap.add_argument("--init", action="append", metavar="X,Y,W,H",
                     help="initial box on the first frame (0-based pixels); repeat for several targets")
@@ -43,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        return _run(args)
-    except SiamDeployError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_cli(build_parser(), _run, argv)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -54,8 +54,8 @@ def test_eval_cli_writes_results_metrics_and_plots(layout, layout_root, fake_tra
     printed = capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
     assert report["metrics"]["sequences"] == 3 and report["backend"] == "fake"
-    names = {"otb": "Synth01.txt", "lasot": "synthetic-1.txt", "got10k": "GOT-10k_Val_000001/GOT-10k_Val_000001_001.txt",
-             "vot": "baseline/synth01/synth01_001.txt"}
+    names = {"otb": "Synth01.txt", "lasot": "synthetic-1.txt",
+             "got10k": "GOT-10k_Val_000001/GOT-10k_Val_000001_001.txt", "vot": "baseline/synth01/synth01_001.txt"}
     assert (out / names[layout]).is_file()
     plot = "expected_overlap.png" if layout == "vot" else "success.png"
     assert (out / plot).is_file()

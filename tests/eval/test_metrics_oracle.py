@@ -1,6 +1,8 @@
 """siamdeploy's metrics against the got10k toolkit (pip ``got10k``, with ``six``) as an independent oracle."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,8 @@ from siamdeploy.eval.datasets import load_dataset
 from siamdeploy.eval.runner import compute_metrics
 from siamdeploy.eval.writers import write_got10k_results
 
-got10k_metrics = pytest.importorskip("got10k.utils.metrics", reason="got10k toolkit not installed (pip install got10k six)")
+got10k_metrics = pytest.importorskip("got10k.utils.metrics",
+                                     reason="got10k toolkit not installed (pip install got10k six)")
 
 
 def _random_boxes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +124,5 @@ def test_got10k_report_on_generated_folder_matches(layout_root, generated, tmp_p
 
 
 def tmp_path_root(val_folder: str) -> str:
-    import os
-
+    """The dataset root above the ``val`` folder the generator's GOT-10k layout returns."""
     return os.path.dirname(val_folder)

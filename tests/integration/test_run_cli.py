@@ -1,12 +1,10 @@
 """``python -m siamdeploy.run`` as a user runs it: real subprocesses, real files."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import cv2
-import numpy as np
 import pytest
 
 from siamdeploy.apps.synthetic import generate_sequence

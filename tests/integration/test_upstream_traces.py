@@ -25,11 +25,13 @@ from ..conftest import upstream_state_dict
 
 TRACE_DIR = os.path.join(os.path.dirname(__file__), "..", "data", "upstream_traces")
 TRACES = sorted(glob.glob(os.path.join(TRACE_DIR, "*.json")))
-SLOW_PRESETS = {"siamrpn_r50_l234_dwxcorr_lt"}
-# onnxruntime replays of the ResNet-50 families add an export each; they run with -m slow
-SLOW_ORT_PRESETS = SLOW_PRESETS | {"siamrpn_r50_l234_dwxcorr", "siamrpn_r50_l234_dwxcorr_otb", "siammask_r50_l3",
-                                   "siammask_vot", "siammask_vot_ld", "siammask_davis", "siammask_base",
-                                   "siamrpn_mobilev2_l234_dwxcorr"}
+# The default run replays one case per code base and rule set (a few minutes on 2 cores); the rest (ResNet-50
+# variants, the 831 long-term search, every case through onnxruntime) run with `pytest -m slow`.
+DEFAULT_CASES = {
+    "torch": {"alex", "dasiamrpn_vot", "dasiamrpn_big_small", "siamfc", "haooozi_border", "siamtrackers",
+              "mask_vot", "r50_otb"},
+    "onnxruntime": {"alex", "siamfc", "haooozi"},
+}
 TOLERANCE_PX = 0.05
 
 
@@ -44,11 +46,8 @@ def _polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _params(path: str, backend: str) -> pytest.param:
-    with open(path, encoding="utf-8") as fh:
-        preset = json.load(fh)["preset"]
-    slow = SLOW_PRESETS if backend == "torch" else SLOW_ORT_PRESETS
-    marks = [pytest.mark.slow] if preset in slow else []
     name = os.path.splitext(os.path.basename(path))[0]
+    marks = [] if name in DEFAULT_CASES[backend] else [pytest.mark.slow]
     return pytest.param(path, backend, id=f"{name}-{backend}", marks=marks)
 
 
