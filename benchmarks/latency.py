@@ -85,8 +85,11 @@ def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], 
     skipped: list[tuple[str, str]] = []
     if torch.cuda.is_available():
         runnable.append(("torch cuda fp32", lambda: TorchEngine(load_model(ckpt, preset=preset_name).net, "cuda")))
+        runnable.append(("torch cuda fp16", lambda: TorchEngine(loaded.net, "cuda", precision="fp16")))
+        runnable.append(("torch cuda fp16 graph",
+                         lambda: TorchEngine(loaded.net, "cuda", precision="fp16", cuda_graph=True)))
     else:
-        skipped.append(("torch cuda", "no CUDA GPU visible to torch"))
+        skipped.append(("torch cuda fp32/fp16/graph", "no CUDA GPU visible to torch"))
     try:
         import onnxruntime as ort
     except ImportError:
@@ -103,8 +106,52 @@ def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], 
         runnable.append(("onnxruntime cuda fp16", lambda: OnnxRuntimeEngine(folder, "fp16", "cuda")))
     else:
         skipped.append(("onnxruntime cuda", "onnxruntime has no CUDAExecutionProvider (needs onnxruntime-gpu)"))
-    skipped.append(("tensorrt", "not implemented in this version"))
+    if "TensorrtExecutionProvider" in ort.get_available_providers():
+        runnable.append(("onnxruntime tensorrt-ep", lambda: OnnxRuntimeEngine(folder, "fp32", "tensorrt")))
+    else:
+        skipped.append(("onnxruntime tensorrt-ep", "onnxruntime has no TensorrtExecutionProvider"))
+    from siamdeploy.engine.trt_build import probe
+
+    trt_ok, reason = probe()
+    if trt_ok:
+        from siamdeploy.engine.tensorrt_engine import TensorRTEngine
+
+        for precision in ("fp32", "fp16"):
+            runnable.append((f"tensorrt {precision}",
+                             lambda p=precision: TensorRTEngine(folder, precision=p, cache_root=workdir)))
+    else:
+        skipped.append(("tensorrt fp32/fp16", reason))
     return runnable, skipped
+
+
+def plot(results: dict[str, Any], path: str) -> str | None:
+    """Grouped bars of the p50 search and runtime-overhead times per backend and preset (needs matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: matplotlib is not installed (pip install 'siamdeploy[bench]')")
+        return None
+    presets = list(results["presets"])
+    fig, axes = plt.subplots(1, len(presets), figsize=(5 * len(presets), 4), squeeze=False)
+    for ax, preset in zip(axes[0], presets):
+        rows = results["presets"][preset]["results"]
+        labels = list(rows)
+        search = [rows[k]["search_ms"]["p50"] for k in labels]
+        overhead = [rows[k]["runtime_overhead_ms"]["p50"] for k in labels]
+        ax.barh(labels, search, label="engine (search) p50")
+        ax.barh(labels, overhead, left=search, label="runtime overhead p50")
+        ax.set_xlabel("ms per frame")
+        ax.set_title(preset, fontsize=9)
+        ax.invert_yaxis()
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"siamdeploy latency on {results['machine']['processor'] or results['machine']['platform']}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def measure(preset_name: str, factory: Any, frames: int, warmup: int) -> dict[str, Any]:
@@ -137,7 +184,8 @@ def measure(preset_name: str, factory: Any, frames: int, warmup: int) -> dict[st
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=["siamrpn_alex_dwxcorr", "siamrpn_r50_l234_dwxcorr"])
+    ap.add_argument("--presets", nargs="+", default=["siamrpn_alex_dwxcorr", "siamrpn_mobilev2_l234_dwxcorr",
+                                                      "siamrpn_r50_l234_dwxcorr"])
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", default="benchmarks/results/latency.json")
@@ -172,7 +220,8 @@ def main() -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=2)
-    print(f"\nwrote {args.json}")
+    chart = plot(results, os.path.splitext(args.json)[0] + ".png")
+    print(f"\nwrote {args.json}" + (f" and {chart}" if chart else ""))
     return 0
 
 

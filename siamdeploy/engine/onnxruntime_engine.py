@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DependencyError, EngineError
 from ..export.manifest import read_manifest
-from .base import Engine, SearchOutput
+from .base import Engine, SearchOutput, crop_refine_inputs_np
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,8 @@ class OnnxRuntimeEngine(Engine):
         return SearchOutput(heads, extras)
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
-        y, x = cell
-        f0 = np.pad(extras["f0"], ((0, 0), (0, 0), (16, 16), (16, 16)))[:, :, 4 * y:4 * y + 61, 4 * x:4 * x + 61]
-        f1 = np.pad(extras["f1"], ((0, 0), (0, 0), (8, 8), (8, 8)))[:, :, 2 * y:2 * y + 31, 2 * x:2 * x + 31]
-        f2 = np.pad(extras["f2"], ((0, 0), (0, 0), (4, 4), (4, 4)))[:, :, y:y + 15, x:x + 15]
-        corr = extras["mask_corr"]
-        p3 = corr[:, :, y, x].reshape(1, corr.shape[1], 1, 1)
-        out = self._run("refine", {"p0": f0, "p1": f1, "p2": f2, "p3": p3})["mask_logits"]
+        p0, p1, p2, p3 = crop_refine_inputs_np(extras["f0"], extras["f1"], extras["f2"], extras["mask_corr"], *cell)
+        out = self._run("refine", {"p0": p0, "p1": p1, "p2": p2, "p3": p3})["mask_logits"]
         return out[0, 0]
 
     def mask_at(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:

@@ -30,23 +30,13 @@ import numpy as np
 
 from ..errors import EngineError, InputError
 from . import trt_build
-from .base import Engine, SearchOutput
+from .base import Engine, SearchOutput, crop_refine_inputs_np
 from .trt_cache import CacheEntry
 
 log = logging.getLogger(__name__)
 
 HEAD_OUTPUTS = ("cls", "loc", "response")
 EXTRA_OUTPUTS = ("mask_corr", "f0", "f1", "f2")
-
-
-def crop_refine_inputs_np(f0: np.ndarray, f1: np.ndarray, f2: np.ndarray, corr: np.ndarray, y: int, x: int
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The refine inputs at score cell ``(y, x)`` (REFERENCE.md §4, SiamMask), in numpy."""
-    p0 = np.pad(f0, ((0, 0), (0, 0), (16, 16), (16, 16)))[:, :, 4 * y:4 * y + 61, 4 * x:4 * x + 61]
-    p1 = np.pad(f1, ((0, 0), (0, 0), (8, 8), (8, 8)))[:, :, 2 * y:2 * y + 31, 2 * x:2 * x + 31]
-    p2 = np.pad(f2, ((0, 0), (0, 0), (4, 4), (4, 4)))[:, :, y:y + 15, x:x + 15]
-    p3 = corr[:, :, y, x].reshape(corr.shape[0], corr.shape[1], 1, 1)
-    return p0, p1, p2, p3
 
 
 class _Cuda:

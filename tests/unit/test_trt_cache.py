@@ -820,7 +820,7 @@ def test_fake_engine_refine(fake_trt, tmp_path) -> None:
 def test_refine_crop_matches_torch() -> None:
     import torch
 
-    from siamdeploy.engine.tensorrt_engine import crop_refine_inputs_np
+    from siamdeploy.engine.base import crop_refine_inputs_np
     from siamdeploy.models.heads import crop_refine_inputs
 
     rng = np.random.default_rng(1)
