@@ -13,12 +13,17 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 
-import onnx
 import torch
+
+from ..errors import DependencyError, ExportError
+
+try:
+    import onnx
+except ImportError:  # the CLI turns this into one line
+    raise DependencyError("ONNX export needs onnx and onnxruntime: pip install 'siamdeploy[onnx]'") from None
 
 from .. import __version__
 from ..checkpoint import LoadedModel
-from ..errors import ExportError
 from ..fsutil import replace_dir
 from .fp16 import convert_mixed_fp16
 from .graphs import GraphSpec, plan_graphs, search_sizes
