@@ -110,13 +110,13 @@ def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Mod
     net = net.eval()
     plans = []
     z = torch.zeros(1, 3, p.exemplar_size, p.exemplar_size)
-    template = _TemplateBranch(net)
+    template = _TemplateBranch(net).eval()  # torch.onnx.export restores the wrapper's mode on exit
     kernel_shapes = _shapes(template, (z,))
     kernels = tuple(torch.zeros(s) for s in kernel_shapes)
     kernel_specs = tuple(TensorSpec(n, s) for n, s in zip(net.kernel_names, kernel_shapes))
     plans.append((GraphSpec("template", "template", (TensorSpec("template", tuple(z.shape)),), kernel_specs),
                   template, (z,)))
-    search = _SearchBranch(net)
+    search = _SearchBranch(net).eval()
     last_outputs: tuple[TensorSpec, ...] = ()
     for index, size in enumerate(search_sizes(preset)):
         x = torch.zeros(search_batch(preset), 3, size, size)
@@ -132,7 +132,7 @@ def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Mod
         if p.mask_source == MASK_HEAD:
             cell = torch.zeros(1, channels, 1, 1)
             plans.append((GraphSpec("mask_head", "mask_head", (TensorSpec("corr_cell", (1, channels, 1, 1)),),
-                                    (TensorSpec("mask_logits", (1, 63 * 63, 1, 1)),)), _MaskHeadBranch(net), (cell,)))
+                                    (TensorSpec("mask_logits", (1, 63 * 63, 1, 1)),)), _MaskHeadBranch(net).eval(), (cell,)))
         else:
             f0, f1, f2 = (next(o for o in last_outputs if o.name == n) for n in ("f0", "f1", "f2"))
             args = (torch.zeros(1, f0.shape[1], 61, 61), torch.zeros(1, f1.shape[1], 31, 31),
@@ -140,5 +140,5 @@ def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Mod
             inputs = tuple(TensorSpec(n, tuple(a.shape)) for n, a in zip(("p0", "p1", "p2", "p3"), args))
             plans.append((GraphSpec("refine", "refine", inputs,
                                     (TensorSpec("mask_logits", (1, 1, p.mask_output_size, p.mask_output_size)),)),
-                          _RefineBranch(net), args))
+                          _RefineBranch(net).eval(), args))
     return plans
