@@ -53,8 +53,7 @@ def load_tracker(model_path: str | os.PathLike[str], config: str | os.PathLike[s
     from .engine.torch_engine import TorchEngine
 
     loaded = load_model(path, config=config, preset=preset, allow_unsafe_pickle=allow_unsafe_pickle)
-    engine = TorchEngine(loaded.net, device) if precision in (None, "fp32") else \
-        TorchEngine(loaded.net, device, precision=precision)
+    engine = TorchEngine(loaded.net, device, precision=precision or "fp32")
     return make_tracker(engine, loaded.preset.track, loaded.preset.name)
 
 
