@@ -6,7 +6,7 @@ The pysot ``config.yaml`` reader lives in :mod:`siamdeploy.pysot_config`; the pr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 # Rounding rules used by the upstream crop code (REFERENCE.md §6). Values are the names understood by
@@ -110,7 +110,6 @@ class TrackParams:
     scale_penalty: float = 0.9745
     scale_lr: float = 0.59
     response_up: int = 16
-    extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def anchor_num(self) -> int:

@@ -39,8 +39,7 @@ def _plain(value: Any) -> Any:
 
 def preset_to_dict(preset: Preset) -> dict[str, Any]:
     """A preset as JSON-ready data (round-trips through :func:`preset_from_dict`)."""
-    track = {f.name: _plain(getattr(preset.track, f.name)) for f in dataclasses.fields(TrackParams)
-             if f.name != "extras"}
+    track = {f.name: _plain(getattr(preset.track, f.name)) for f in dataclasses.fields(TrackParams)}
     model = {f.name: _plain(getattr(preset.model, f.name)) for f in dataclasses.fields(ModelSpec)}
     return {"name": preset.name, "source": preset.source, "description": preset.description,
             "model": model, "track": track}
