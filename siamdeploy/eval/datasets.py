@@ -212,6 +212,23 @@ def _require_dir(root: str, kind: str) -> str:
     return os.path.abspath(root)
 
 
+def _listed_sequences(base: str) -> list[tuple[str, str]]:
+    """``(name, folder)`` of the sequences in ``base``: as ``list.txt`` orders them, else every subfolder
+    with a ``groundtruth.txt``. A listed sequence whose folder is missing is an error."""
+    list_path = os.path.join(base, "list.txt")
+    if os.path.isfile(list_path):
+        names = _list_file(list_path)
+    else:
+        names = [d for d in _subdirs(base) if os.path.isfile(os.path.join(base, d, "groundtruth.txt"))]
+    out = []
+    for name in names:
+        seq_dir = os.path.join(base, name)
+        if not os.path.isdir(seq_dir):
+            raise InputError(f"sequence '{name}' is listed in {list_path} but '{seq_dir}' does not exist")
+        out.append((name, seq_dir))
+    return out
+
+
 def _subdirs(folder: str) -> list[str]:
     return sorted((d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))), key=_natural_key)
 
@@ -268,16 +285,8 @@ def read_got10k(root: str, subset: str | None = None) -> Dataset:
     itself if it holds sequences, else ``val``, then ``test``, then ``train``)."""
     root = _require_dir(root, "GOT-10k")
     base = _got10k_base(root, subset)
-    list_path = os.path.join(base, "list.txt")
-    if os.path.isfile(list_path):
-        names = _list_file(list_path)
-    else:
-        names = [d for d in _subdirs(base) if os.path.isfile(os.path.join(base, d, "groundtruth.txt"))]
     sequences = []
-    for name in names:
-        seq_dir = os.path.join(base, name)
-        if not os.path.isdir(seq_dir):
-            raise InputError(f"sequence '{name}' is listed in {list_path} but '{seq_dir}' does not exist")
+    for name, seq_dir in _listed_sequences(base):
         gt_path = os.path.join(seq_dir, "groundtruth.txt")
         frames = list_images(seq_dir)
         rows = read_rows(gt_path)
@@ -351,16 +360,8 @@ def _parse_resolution(text: str | None) -> tuple[int, int] | None:
 def read_vot(root: str) -> Dataset:
     """VOT 2016-2019 layout (see the module docstring)."""
     root = _require_dir(root, "VOT")
-    list_path = os.path.join(root, "list.txt")
-    if os.path.isfile(list_path):
-        names = _list_file(list_path)
-    else:
-        names = [d for d in _subdirs(root) if os.path.isfile(os.path.join(root, d, "groundtruth.txt"))]
     sequences = []
-    for name in names:
-        seq_dir = os.path.join(root, name)
-        if not os.path.isdir(seq_dir):
-            raise InputError(f"sequence '{name}' is listed in {list_path} but '{seq_dir}' does not exist")
+    for name, seq_dir in _listed_sequences(root):
         color = os.path.join(seq_dir, "color")
         frames = list_images(color if os.path.isdir(color) else seq_dir)
         gt_path = os.path.join(seq_dir, "groundtruth.txt")

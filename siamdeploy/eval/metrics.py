@@ -109,10 +109,7 @@ def precision_curve(pred: np.ndarray, gt: np.ndarray, thresholds: np.ndarray | N
                     valid: np.ndarray | None = None) -> np.ndarray:
     """Fraction of frames whose centre error is **<=** each threshold (default 0..50 px)."""
     thresholds = PRECISION_THRESHOLDS if thresholds is None else np.asarray(thresholds, np.float64)
-    errors = center_error(pred, gt)
-    if valid is not None:
-        errors = np.where(np.asarray(valid, bool), errors, np.inf)
-    return (errors[:, None] <= thresholds[None, :]).mean(axis=0)
+    return _fraction_within(center_error(pred, gt), thresholds, valid)
 
 
 def precision_at(pred: np.ndarray, gt: np.ndarray, pixels: float = 20.0) -> float:
@@ -124,7 +121,12 @@ def normalized_precision_curve(pred: np.ndarray, gt: np.ndarray, thresholds: np.
                                valid: np.ndarray | None = None) -> np.ndarray:
     """Fraction of frames whose normalized centre error is **<=** each threshold (default 0..0.5 by 0.01)."""
     thresholds = NORM_PRECISION_THRESHOLDS if thresholds is None else np.asarray(thresholds, np.float64)
-    errors = normalized_center_error(pred, gt)
+    return _fraction_within(normalized_center_error(pred, gt), thresholds, valid)
+
+
+def _fraction_within(errors: np.ndarray, thresholds: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Per threshold, the fraction of all frames with error **<=** it; invalid frames never count but stay
+    in the denominator."""
     if valid is not None:
         errors = np.where(np.asarray(valid, bool), errors, np.inf)
     with np.errstate(invalid="ignore"):
