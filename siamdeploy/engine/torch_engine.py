@@ -45,7 +45,7 @@ class TorchEngine(Engine):
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple[int, ...], tuple[Any, ...]] = {}
         if precision == "fp16":
-            _half_backbone_and_neck(self.net)
+            self.net.half_features()
 
     def _tensor(self, arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(arr).to(self.device)
@@ -108,18 +108,3 @@ class TorchEngine(Engine):
 
     def describe(self) -> str:
         return f"{self.backend} ({self.precision}, {self.device}{', CUDA graph' if self.cuda_graph else ''})"
-
-
-def _half_backbone_and_neck(net: SiameseNet) -> None:
-    """Backbone and neck in FP16; their outputs (head features and SiamMask refine features) cast back to FP32,
-    so correlation, heads and refine run in FP32."""
-    net.backbone.half()
-    if net.neck is not None:
-        net.neck.half()
-    features = type(net)._features.__get__(net)
-
-    def half_features(img: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        heads, extra = features(img.half())
-        return [f.float() for f in heads], [e.float() for e in extra]
-
-    net._features = half_features  # type: ignore[method-assign]

@@ -30,6 +30,7 @@ class SiameseNet(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
+        self._half = False  # see half_features()
         self.backbone = build_backbone(spec.backbone, spec.width_mult, spec.used_layers)
         self.neck = AdjustAllLayer(spec.neck_in, spec.neck_out) if spec.neck_out else None
         if spec.head == "depthwise_rpn":
@@ -62,15 +63,26 @@ class SiameseNet(nn.Module):
             return ["response"]
         return ["cls", "loc"] + (["mask_corr", "f0", "f1", "f2"] if self.spec.mask else [])
 
+    def half_features(self) -> None:
+        """Backbone and neck in FP16 (CUDA); their outputs are cast back, so correlation, heads and refine
+        stay FP32."""
+        self.backbone.half()
+        if self.neck is not None:
+            self.neck.half()
+        self._half = True
+
     def _features(self, img: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(features for the heads, extra backbone levels for refine)."""
-        feats = self.backbone(img)
+        half = self._half
+        feats = self.backbone(img.half() if half else img)
         if isinstance(feats, torch.Tensor):
-            return [feats], []
+            feats = [feats]
         extra = list(feats[:-1]) if self.spec.mask else []
         heads_in = [feats[-1]] if self.spec.mask else list(feats)
         if self.neck is not None:
             heads_in = self.neck(heads_in)
+        if half:
+            return [f.float() for f in heads_in], [e.float() for e in extra]
         return heads_in, extra
 
     def template(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -78,9 +78,8 @@ def float_crop(img: np.ndarray, centre: tuple[float, float], side: float, out_si
     (so it is ``floor(side)`` or ``ceil(side)`` wide per axis and may be non-square) and is resized to
     ``out_size`` unless ``side == out_size``. Returns ``(patch, patch_height_before_resize)``.
     """
-    height, width = img.shape[:2]
     corners = []
-    for c, limit in ((centre[0], width), (centre[1], height)):
+    for c in centre:
         lo = c - (side - 1) / 2
         hi = lo + side - 1
         pad = round_by_rule(max(0.0, -lo), ROUND_HALF_UP)  # upstream rounds in padded coordinates
