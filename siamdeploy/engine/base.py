@@ -35,6 +35,23 @@ class Engine(ABC):
     precision: str = "fp32"
     device: str = "cpu"
     exemplar_size: int = 127
+    # search outputs the tracker decodes; the others go to refine/mask_at (see siamdeploy.families)
+    head_outputs: tuple[str, ...] = ("cls", "loc")
+
+    def close(self) -> None:
+        """Release sessions, buffers and device memory; the engine is unusable afterwards."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _split(self, named: dict[str, Any]) -> SearchOutput:
+        """Named search outputs -> heads (numpy, for the tracker) and extras (opaque, for refine)."""
+        heads = {k: named[k] for k in self.head_outputs}
+        extras = {k: v for k, v in named.items() if k not in heads} or None
+        return SearchOutput(heads, extras)
 
     def template(self, z: np.ndarray) -> Any:
         """Exemplar crop ``(1, 3, 127, 127)`` float32 -> kernels (opaque handle)."""

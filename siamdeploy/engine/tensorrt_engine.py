@@ -139,9 +139,9 @@ class TensorRTEngine(Engine):
                  options: trt_build.BuildOptions | None = None, verify: bool = True) -> None:
         trt_build.import_tensorrt()  # one-line install hints before any work
         trt_build.import_cudart()
-        from ..export.manifest import read_manifest
+        from ..manifest import read_manifest
 
-        manifest = read_manifest(folder, verify=verify)
+        manifest = read_manifest(folder, verify=verify).to_dict()  # the TensorRT code still reads the JSON form
         entry = trt_build.ensure_engines(folder, precision, cache_root=cache_root, rebuild=rebuild, options=options,
                                          device=device, manifest=manifest)
         self._setup(entry, manifest, device, cuda_graph, precision)

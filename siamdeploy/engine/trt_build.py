@@ -291,9 +291,9 @@ def ensure_engines(folder: str, precision: str = "fp16", cache_root: str | None 
     version = parse_version(trt.__version__)
     check_version(version)
     if manifest is None:
-        from ..export.manifest import read_manifest
+        from ..manifest import read_manifest
 
-        manifest = read_manifest(folder)
+        manifest = read_manifest(folder).to_dict()  # the TensorRT code still reads the JSON form
     gpu = gpu_identity(device_index(device), cudart)
     resolved = (options or BuildOptions()).resolved(version, precision)
     target = engine_target(folder, manifest, gpu, trt.__version__, precision, resolved)

@@ -75,12 +75,13 @@ def validate_export(loaded: LoadedModel, folder: str, precisions: list[str]) -> 
     """Compare every graph of ``folder`` with the torch model; returns report lines, raises on mismatch."""
     from ..engine.onnxruntime_engine import OnnxRuntimeEngine
     from ..engine.torch_engine import TorchEngine
+    from ..manifest import read_manifest
 
     reference = TorchEngine(loaded.net, "cpu")
     report: list[str] = []
     failures: list[str] = []
     for precision in precisions:
-        engine = OnnxRuntimeEngine(folder, precision, "cpu", verify=False)
+        engine = OnnxRuntimeEngine(folder, read_manifest(folder, verify=False), precision)
         for label, z, searches in _crops(loaded):
             ref_k = reference.template(z)
             got_k = engine.template(z)

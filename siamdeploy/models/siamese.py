@@ -58,10 +58,13 @@ class SiameseNet(nn.Module):
         return names + (["mask_kernel"] if self.spec.mask else [])
 
     @property
+    def head_output_names(self) -> list[str]:
+        """The search outputs a tracker decodes (the rest of :attr:`output_names` feed SiamMask's refine)."""
+        return ["response"] if self.rpn_head is None else ["cls", "loc"]
+
+    @property
     def output_names(self) -> list[str]:
-        if self.spec.head == "siamfc":
-            return ["response"]
-        return ["cls", "loc"] + (["mask_corr", "f0", "f1", "f2"] if self.spec.mask else [])
+        return self.head_output_names + (["mask_corr", "f0", "f1", "f2"] if self.spec.mask else [])
 
     def half_features(self) -> None:
         """Backbone and neck in FP16 (CUDA); their outputs are cast back, so correlation, heads and refine

@@ -54,6 +54,17 @@ class Tracker(ABC):
         self._clock = time.perf_counter()
         return self._track(as_bgr(frame))
 
+    def close(self) -> None:
+        """Release the engine (sessions, device memory). An engine shared by several trackers is closed once,
+        by whoever made it."""
+        self.engine.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @abstractmethod
     def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None: ...
 
