@@ -74,7 +74,7 @@ def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], 
     import torch
 
     from siamdeploy.checkpoint import load_model
-    from siamdeploy.engine.registry import LoadRequest, configurations, load_engine
+    from siamdeploy.backends.registry import LoadRequest, configurations, load_engine
     from siamdeploy.engine.torch_engine import TorchEngine
     from siamdeploy.errors import SiamDeployError
     from siamdeploy.export.exporter import export_model

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .engine.registry import LoadRequest, default_cache_dir, load_engine
+from .backends.registry import LoadRequest, default_cache_dir, load_engine
 from .families import make_tracker
 from .presets import Preset
 from .runtime import Tracker
@@ -22,7 +22,7 @@ def load_tracker(model_path: str | os.PathLike[str], config: str | os.PathLike[s
     parameter. config: a pysot ``config.yaml`` (optional). preset: a preset id from
     :data:`siamdeploy.presets.PRESETS` (optional; without config or preset the preset is detected from the
     checkpoint and logged; with an export folder they must agree with its manifest).
-    backend: a name from :func:`siamdeploy.engine.registry.backend_names` (``torch``, ``onnxruntime``,
+    backend: a name from :func:`siamdeploy.backends.registry.backend_names` (``torch``, ``onnxruntime``,
     ``onnxruntime-trt``, ``tensorrt``, ...) or ``auto`` (the registry's priority order; the choice and why each
     earlier backend was skipped are logged). device: ``cpu`` or ``cuda[:N]`` (default: the backend's).
     precision: ``fp32`` | ``fp16`` | ... as the backend allows (default: the backend's; never downgraded).

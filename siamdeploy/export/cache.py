@@ -23,7 +23,7 @@ _EXPORT_PRECISION = {"fp32": "fp32", "fp16": "both"}
 
 
 def _cache_root() -> str:
-    from ..engine.registry import default_cache_dir
+    from ..backends.registry import default_cache_dir
 
     return os.path.join(default_cache_dir(), "exports")
 

@@ -12,7 +12,7 @@ import yaml
 
 import siamdeploy
 from siamdeploy.apps.synthetic import generate_sequence
-from siamdeploy.engine.registry import LoadRequest, configurations, load_engine
+from siamdeploy.backends.registry import LoadRequest, configurations, load_engine
 from siamdeploy.errors import ConfigError, ExportError
 from siamdeploy.manifest import FORMAT_VERSION, read_manifest
 

@@ -846,14 +846,14 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
 
     if HAVE_TRT or "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has TensorRT or CUDA onnxruntime: the CPU fallbacks are not reached")
-    with caplog.at_level(logging.INFO, logger="siamdeploy.engine.registry"):
+    with caplog.at_level(logging.INFO, logger="siamdeploy.backends.registry"):
         tracker = siamdeploy.load_tracker(siamfc_export, backend="auto")
     assert tracker.engine.backend == "onnxruntime" and tracker.engine.device == "cpu"
     text = caplog.text
     assert "chose onnxruntime (cpu)" in text and "tensorrt:" in text and "CUDAExecutionProvider" in text
     caplog.clear()
 
-    from siamdeploy.engine import backends
+    from siamdeploy.backends import builtin as backends
     from siamdeploy.presets import get_preset
 
     calls = []
@@ -866,7 +866,7 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
     monkeypatch.setattr(backends.OnnxRuntimeBackend, "probe",
                         classmethod(lambda cls, device=None: (False, "onnxruntime is not installed (pip install x)")))
     monkeypatch.setattr(backends.TorchBackend, "load", classmethod(lambda cls, request: fake_torch(request)))
-    with caplog.at_level(logging.INFO, logger="siamdeploy.engine.registry"):
+    with caplog.at_level(logging.INFO, logger="siamdeploy.backends.registry"):
         tracker = siamdeploy.load_tracker("model.pth", backend="auto", device="cpu")
     assert tracker.engine.backend == "torch" and calls == ["model.pth"]
     assert "chose torch" in caplog.text and "device='cpu' was asked for" in caplog.text

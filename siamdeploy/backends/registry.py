@@ -5,7 +5,7 @@ availability probe returning ``(ok, why)`` and a loader from a model path (an ex
 it exports once into the cache) to an :class:`~siamdeploy.engine.base.Engine` plus the
 :class:`~siamdeploy.presets.Preset` that engine was built for. ``load_tracker``, ``auto``, the CLIs' choices,
 the benchmarks and the GPU tests iterate :func:`backends`. The built-in backends are registered in
-:mod:`siamdeploy.engine.backends`; adding one = one engine module + one registered class there.
+:mod:`siamdeploy.backends.builtin`; adding one = one engine module + one registered class there.
 
 Nothing heavy is imported here: probes and loaders import their libraries when called.
 """
@@ -23,7 +23,7 @@ from ..errors import ConfigError, EngineError, SiamDeployError
 
 if TYPE_CHECKING:
     from ..presets import Preset
-    from .base import Engine
+    from ..engine.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _ensure_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
-        from . import backends as _  # noqa: F401  (registers the built-in backends)
+        from . import builtin as _  # noqa: F401  (registers the built-in backends)
 
 
 def backends() -> list[type[Backend]]:

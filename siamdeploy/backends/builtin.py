@@ -1,4 +1,4 @@
-"""The built-in backends, one registered class each (see :mod:`siamdeploy.engine.registry`).
+"""The built-in backends, one registered class each (see :mod:`siamdeploy.backends.registry`).
 
 Each class says what it takes and how to probe for it; ``load`` finds or builds the artifacts (loaders) and
 hands them to its engine (runners only run). Heavy libraries are imported inside the methods.
@@ -12,7 +12,7 @@ from .registry import Backend, LoadRequest, register
 
 if TYPE_CHECKING:
     from ..presets import Preset
-    from .base import Engine
+    from ..engine.base import Engine
 
 
 def _installed(module: str) -> bool:
@@ -54,7 +54,7 @@ class TorchBackend(Backend):
     @classmethod
     def load(cls, request: LoadRequest) -> tuple[Engine, Preset]:
         from ..checkpoint import load_model
-        from .torch_engine import TorchEngine
+        from ..engine.torch_engine import TorchEngine
 
         loaded = load_model(request.model_path, config=request.config, preset=request.preset,  # type: ignore[arg-type]
                             allow_unsafe_pickle=request.allow_unsafe_pickle)
@@ -81,7 +81,7 @@ class _OnnxBackend(Backend):
 
     @classmethod
     def require(cls, device: str | None = None) -> None:
-        from .onnxruntime_engine import import_onnxruntime
+        from ..engine.onnxruntime_engine import import_onnxruntime
 
         import_onnxruntime()  # the install hint as a DependencyError
         super().require(device)
@@ -89,7 +89,7 @@ class _OnnxBackend(Backend):
     @classmethod
     def load(cls, request: LoadRequest) -> tuple[Engine, Preset]:
         from ..export.cache import ensure_export
-        from .onnxruntime_engine import OnnxRuntimeEngine
+        from ..engine.onnxruntime_engine import OnnxRuntimeEngine
 
         precision = request.precision or cls.default_precision
         folder, manifest = ensure_export(request.model_path, precision, request.config, request.preset,
@@ -141,13 +141,13 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def probe(cls, device: str | None = None) -> tuple[bool, str]:
-        from . import trt_build
+        from ..engine import trt_build
 
         return trt_build.probe(device)
 
     @classmethod
     def require(cls, device: str | None = None) -> None:
-        from . import trt_build
+        from ..engine import trt_build
 
         trt_build.import_tensorrt()  # the install hints as DependencyErrors, before any export
         trt_build.import_cudart()
@@ -159,9 +159,9 @@ class TensorRTBackend(Backend):
 
         from ..export.cache import ensure_export
         from ..manifest import is_export_folder
-        from . import trt_cache
+        from ..engine import trt_cache
         from .registry import default_cache_dir
-        from .tensorrt_engine import TensorRTEngine
+        from ..engine.tensorrt_engine import TensorRTEngine
         # the FP16 build needs the mixed-precision graphs (strongly typed) or their fp32_nodes list (pins)
         folder, manifest = ensure_export(request.model_path, "fp16", request.config, request.preset,
                                          request.allow_unsafe_pickle)
