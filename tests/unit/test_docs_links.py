@@ -179,12 +179,12 @@ def test_docs_pointers_in_the_code_resolve() -> None:
 def test_the_code_points_into_the_docs() -> None:
     pointers = [m for p in repository_files() if p.suffix == ".py"
                 for m in _DOC_POINTER.finditer(p.read_text(encoding="utf-8", errors="replace"))]
-    assert len(pointers) >= 20, f"expected the docstrings to point into docs/, found {len(pointers)} pointers"
+    assert len(pointers) >= 15, f"expected the docstrings to point into docs/, found {len(pointers)} pointers"
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+@pytest.mark.parametrize("page", ["README.md"] + sorted(f"docs/{p.name}" for p in DOCS.glob("*.md")))
 def test_links_between_docs_pages_resolve(page: str) -> None:
-    assert broken_markdown_links(DOCS / page) == []
+    assert broken_markdown_links(ROOT / page) == []
 
 
 def test_preset_table_matches_the_presets() -> None:
