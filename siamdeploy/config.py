@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-# Rounding rules used by the upstream crop code (REFERENCE.md §6). Values are the names understood by
+# Rounding rules used by the upstream crop code (docs/tracking.md#crop-rounding). Values are the names understood by
 # :func:`siamdeploy.runtime.crop.round_by_rule`.
 ROUND_FLOOR_HALF_UP = "floor_half_up"   # pysot: floor(x + 0.5)
 ROUND_HALF_AWAY = "half_away"           # Python 2 round (DaSiamRPN run as released)
@@ -92,7 +92,7 @@ class TrackParams:
     # --- DaSiamRPN-BIG: search size used when the target covers < small_target_ratio of the image at init
     small_target_instance_size: int | None = None
     small_target_ratio: float = 0.004
-    # --- rule variants (REFERENCE.md §6): how the upstream code bases differ around the same loop
+    # --- rule variants (docs/codebases.md#rule-fields): how the upstream code bases differ around the same loop
     crop_rounding: str = ROUND_FLOOR_HALF_UP  # crop corners, e.g. pysot floor(c - (s+1)/2 + 0.5)
     size_rounding: str = ROUND_HALF_EVEN      # crop sizes: s_z at init and round(s_x) per frame
     crop_style: str = CROP_SQUARE             # square rounded crops | float-sized inclusive crops

@@ -1,4 +1,4 @@
-"""The preset table (REFERENCE.md §2) as data: id -> network structure + tracker parameters + checkpoint layout."""
+"""The preset table as data (docs/codebases.md#presets): id -> network, tracker parameters, checkpoint layout."""
 from __future__ import annotations
 
 import difflib
@@ -41,14 +41,14 @@ def _rpn(**kw: object) -> TrackParams:
 
 
 def _dasiam(**kw: object) -> TrackParams:
-    # DaSiamRPN as released is Python 2 code: round() is half away from zero (REFERENCE.md §6).
+    # DaSiamRPN as released is Python 2 code: round() is half away from zero (docs/tracking.md#crop-rounding).
     return TrackParams(tracker="siamrpn", instance_size=271, base_size=0, crop_rounding=ROUND_HALF_AWAY,
                        size_rounding=ROUND_HALF_AWAY, **kw)  # type: ignore[arg-type]
 
 
 def _foolwood(**kw: object) -> TrackParams:
     # foolwood/SiamMask (Python 3): half-to-even crop rounding, centre x + w/2, polygon before clipping,
-    # back-projected mask -1 outside the window (REFERENCE.md §6).
+    # back-projected mask -1 outside the window (docs/codebases.md#siammask-foolwood).
     return TrackParams(tracker="siammask", crop_rounding=ROUND_HALF_EVEN, size_rounding=ROUND_HALF_EVEN,
                        init_centre=CENTRE_HALF, mask_border=-1.0, polygon_before_clip=True,
                        **kw)  # type: ignore[arg-type]

@@ -92,7 +92,7 @@ def _check_blob(blob: np.ndarray, what: str, side: int | None) -> None:
 
 def crop_refine_inputs_np(f0: np.ndarray, f1: np.ndarray, f2: np.ndarray, corr: np.ndarray, y: int, x: int
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The refine inputs at score cell ``(y, x)`` (REFERENCE.md §4, SiamMask), in numpy."""
+    """The refine inputs at score cell ``(y, x)`` (docs/networks.md#siammask-refine), in numpy."""
     p0 = np.pad(f0, ((0, 0), (0, 0), (16, 16), (16, 16)))[:, :, 4 * y:4 * y + 61, 4 * x:4 * x + 61]
     p1 = np.pad(f1, ((0, 0), (0, 0), (8, 8), (8, 8)))[:, :, 2 * y:2 * y + 31, 2 * x:2 * x + 31]
     p2 = np.pad(f2, ((0, 0), (0, 0), (4, 4), (4, 4)))[:, :, y:y + 15, x:x + 15]

@@ -1,6 +1,6 @@
 """Build TensorRT engines from an export folder: one ``.engine`` plan per ONNX graph, into the engine cache.
 
-Precision (REFERENCE.md §9; FP16 by default, FP32 on request):
+Precision (docs/export.md#tensorrt; FP16 by default, FP32 on request):
 - TensorRT < 8.5 is refused: it cannot take a convolution whose weights are a runtime tensor, and every
   correlation here is exactly that (the template branch's output is the search graph's Conv weight).
 - 8.5 .. 10.x, ``typing="weak"``: the FP32 ONNX graphs + ``BuilderFlag.FP16``, with the correlation, head and

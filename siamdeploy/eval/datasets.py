@@ -9,7 +9,7 @@ Every :class:`BenchmarkSequence` records its file ``origin`` (1 or 0).
 
 VOT regions. A line of 4 values is a box; a line of 8 values is a polygon (x1, y1, .., x4, y4). The box a
 tracker is (re-)initialised with comes from pysot's area-preserving rule (``get_axis_aligned_bbox``,
-REFERENCE.md §1): centre = mean of the corners, ``s = sqrt(A1 / A2)`` with ``A1`` the product of the
+docs/evaluation.md#vot-polygons): centre = mean of the corners, ``s = sqrt(A1 / A2)`` with ``A1`` the product of the
 lengths of the edges p1p2 and p2p3 (the polygon's area for a rectangle) and ``A2`` the area of the
 axis-aligned bounding box ``(x2-x1)(y2-y1)``; ``w = s(x2-x1) + 1``, ``h = s(y2-y1) + 1``; the box is
 ``(cx - (w-1)/2, cy - (h-1)/2, w, h)``. Polygon corners are pixel centres (inclusive convention): the box

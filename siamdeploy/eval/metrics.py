@@ -1,4 +1,4 @@
-"""Tracking metrics of the standard benchmarks (REFERENCE.md §8), numpy only.
+"""Tracking metrics of the standard benchmarks (docs/evaluation.md#metrics), numpy only.
 
 Boxes are ``(N, 4)`` arrays of ``(x, y, w, h)``; centres are ``(x + (w-1)/2, y + (h-1)/2)``. IoU is continuous
 (no rasterisation) everywhere, VOT included.
@@ -319,7 +319,7 @@ def region_overlap(a: Any, b: Any, bound: tuple[float, float] | None = None) -> 
     """Continuous IoU of two regions (boxes or polygons), optionally both clipped to ``[0, W] x [0, H]``.
 
     This is the exact area ratio of the polygons, **not** the VOT toolkit's rasterised overlap (which counts
-    whole pixels and hides sub-pixel differences, REFERENCE.md §8). The intersection clips one polygon by the
+    whole pixels and hides sub-pixel differences, docs/evaluation.md#overlap). The intersection clips one polygon by the
     other, which must be convex (boxes, rotated boxes and VOT quadrilaterals are); if neither is, the second
     is replaced by its convex hull. Bounds follow pysot: ``(W, H)`` is the rectangle ``[0, W] x [0, H]``."""
     pa, pb = region_polygon(a), region_polygon(b)

@@ -35,7 +35,7 @@ from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, Te
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
-# onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: REFERENCE.md §9)
+# onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: docs/export.md#onnx-ir-version)
 MAX_IR_VERSION = 10
 
 

@@ -1,7 +1,7 @@
 """Necks and heads, each split into a template part (-> correlation kernels) and a search part.
 
 Kernels are returned already shaped as convolution weights, so the search part is a plain grouped
-convolution whose weight is a runtime input (REFERENCE.md §4):
+convolution whose weight is a runtime input (docs/networks.md#correlation-as-a-grouped-convolution):
 - depthwise: ``(C, 1, k, k)``, conv with ``groups=C``;
 - up-channel / SiamFC: ``(K, C, k, k)``, conv with ``groups=1``.
 """
@@ -191,7 +191,7 @@ class Refine(nn.Module):
 
 def crop_refine_inputs(f0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, corr: torch.Tensor,
                        y: int, x: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut the refine inputs at score cell ``(y, x)`` (REFERENCE.md §4, SiamMask)."""
+    """Cut the refine inputs at score cell ``(y, x)`` (docs/networks.md#siammask-refine)."""
     p0 = F.pad(f0, [16, 16, 16, 16])[:, :, 4 * y:4 * y + 61, 4 * x:4 * x + 61]
     p1 = F.pad(f1, [8, 8, 8, 8])[:, :, 2 * y:2 * y + 31, 2 * x:2 * x + 31]
     p2 = F.pad(f2, [4, 4, 4, 4])[:, :, y:y + 15, x:x + 15]

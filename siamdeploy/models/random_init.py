@@ -1,4 +1,4 @@
-"""Seeded random weights that behave like a trained model numerically (REFERENCE.md §7).
+"""Seeded random weights that behave like a trained model numerically (docs/testing.md#random-weight-models).
 
 Random conv weights on 0..255 input blow up, and untouched BatchNorm (gamma 1, beta 0, mean 0, var 1) would
 hide a broken BN export. So: randomise every BN, then recalibrate its running statistics on real-looking

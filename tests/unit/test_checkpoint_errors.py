@@ -1,5 +1,5 @@
 """Checkpoint reading and loading: clear one-line errors for bad files, and the supported layouts
-(REFERENCE.md §3) load into the right tensors.
+(docs/checkpoints.md#key-layouts) load into the right tensors.
 
 Models are randomly initialised small AlexNet-family networks (siamfc, siamrpn_alex_dwxcorr,
 dasiamrpn_vot); no forward pass runs.
@@ -306,7 +306,7 @@ def test_training_snapshot_with_module_prefix(tmp_path, siamfc_state, wrapper_ke
     _assert_loaded(tracker, siamfc_state)
 
 
-# REFERENCE.md §3: pysot `alexnet` stages layer1..5 <-> alexnetlegacy features indices
+# docs/checkpoints.md#key-layouts: pysot `alexnet` stages layer1..5 <-> alexnetlegacy features indices
 ALEXNET_NAMES = {0: "layer1.0", 1: "layer1.1", 4: "layer2.0", 5: "layer2.1", 8: "layer3.0", 9: "layer3.1",
                  11: "layer4.0", 12: "layer4.1", 14: "layer5.0", 15: "layer5.1"}
 
@@ -343,7 +343,7 @@ def test_pysot_alexnet_layer_names_remap(tmp_path, alex_state, caplog):
     assert "siamrpn_alex_dwxcorr" in caplog.text and "siamrpn_alex_dwxcorr_otb" in caplog.text
 
 
-# REFERENCE.md §3: DaSiamRPN names
+# docs/checkpoints.md#key-layouts: DaSiamRPN names
 DASIAM_NAMES = [("backbone.features.", "featureExtract."), ("rpn_head.template_loc_conv.", "conv_r1."),
                 ("rpn_head.template_cls_conv.", "conv_cls1."), ("rpn_head.search_loc_conv.", "conv_r2."),
                 ("rpn_head.search_cls_conv.", "conv_cls2."), ("rpn_head.loc_adjust.", "regress_adjust.")]

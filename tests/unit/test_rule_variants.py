@@ -1,5 +1,5 @@
 """Golden values for the rule variants that distinguish foolwood/SiamMask, haooozi/SiamRPN and
-HonglinChu/SiamTrackers from pysot (REFERENCE.md §6). Expected numbers are worked out by hand in comments."""
+HonglinChu/SiamTrackers from pysot (docs/codebases.md#rule-fields). Expected numbers are worked out by hand."""
 from __future__ import annotations
 
 import numpy as np

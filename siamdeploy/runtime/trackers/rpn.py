@@ -1,8 +1,8 @@
 """Anchor-based trackers: SiamRPN / SiamRPN++ / DaSiamRPN / up-channel SiamRPN, long-term, and SiamMask.
 
-One loop (pysot's ``SiamRPNTracker``, REFERENCE.md §6). The upstream code bases differ in small, named rules
-carried by :class:`~siamdeploy.config.TrackParams` (crop rounding and style, centre and output conventions,
-size clamps); the long-term and mask variants override small hooks.
+One loop (pysot's ``SiamRPNTracker``, see docs/tracking.md#the-rpn-tracking-loop). The upstream code bases
+differ in small, named rules carried by :class:`~siamdeploy.config.TrackParams` (crop rounding and style,
+centre and output conventions, size clamps); the long-term and mask variants override small hooks.
 """
 from __future__ import annotations
 

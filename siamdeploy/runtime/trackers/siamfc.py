@@ -1,4 +1,4 @@
-"""SiamFC multi-scale tracker (siamfc-pytorch ``TrackerSiamFC``, REFERENCE.md §6).
+"""SiamFC multi-scale tracker (siamfc-pytorch ``TrackerSiamFC``, see docs/tracking.md#siamfc).
 
 siamfc-pytorch keeps its centre and target size in float32 and lets numpy 2's promotion rules decide the
 rest; the arithmetic below follows the same dtypes so rounding of crop corners matches frame by frame.
