@@ -121,6 +121,50 @@ _TABLE = [
 PRESETS: dict[str, Preset] = {p.name: p for p in _TABLE}
 
 
+@dataclass(frozen=True)
+class DetectHint:
+    """Evidence outside the network structure that tells presets with identical weights apart.
+
+    Preset detection (:func:`siamdeploy.checkpoint.guess_preset`) first finds the presets whose network has
+    exactly the checkpoint's keys and shapes; when several do, these rows decide:
+
+    ``layouts``: checkpoint layouts (:data:`siamdeploy.checkpoint.LAYOUTS` names) this preset's files come in;
+    a file in another layout rules the preset out (empty: any layout).
+    ``wrapper``: the key its code base stores the tensors under in the file; a file without it rules the
+    preset out, a file with it picks the preset before any file-name hint.
+    ``names``: lower-case substrings of the file name that pick the preset.
+    ``default``: the pick among the remaining presets when neither the wrapper nor the name decides
+    (without one, the first in table order).
+    """
+
+    preset: str
+    layouts: tuple[str, ...] = ()
+    wrapper: str | None = None
+    names: tuple[str, ...] = ()
+    default: bool = False
+
+
+# Presets that share a structure with another preset; a preset whose structure is unique needs no row.
+_UPCHANNEL_LAYOUTS = ("dasiamrpn", "pysot", "pysot_alexnet")  # DaSiamRPN's own names or pysot's UPChannelRPN
+DETECT_HINTS: dict[str, DetectHint] = {h.preset: h for h in (
+    DetectHint("siamrpn_alex_dwxcorr", default=True),
+    DetectHint("siamrpn_alex_dwxcorr_otb", names=("otb",)),
+    DetectHint("dasiamrpn_vot", layouts=_UPCHANNEL_LAYOUTS, names=("vot",), default=True),
+    DetectHint("dasiamrpn_otb", layouts=_UPCHANNEL_LAYOUTS, names=("otb",)),
+    DetectHint("siamrpn_haooozi", layouts=("haooozi",)),
+    DetectHint("siamrpn_siamtrackers", layouts=("dasiamrpn",), wrapper="model"),
+    DetectHint("siammask_r50_l3", layouts=("pysot",)),
+    DetectHint("siammask_vot", layouts=("foolwood_siammask",), default=True),
+    DetectHint("siammask_vot_ld", layouts=("foolwood_siammask",), names=("_ld", "vot18")),
+    DetectHint("siammask_davis", layouts=("foolwood_siammask",), names=("davis",)),
+)}
+
+
+def detect_hint(name: str) -> DetectHint:
+    """The detection evidence of a preset id (an all-empty row for presets that need none)."""
+    return DETECT_HINTS.get(name, DetectHint(name))
+
+
 def get_preset(name: str) -> Preset:
     """Look up a preset id; an unknown id fails with the list of known ones and the closest match."""
     try:
