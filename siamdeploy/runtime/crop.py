@@ -6,11 +6,11 @@ import math
 import cv2
 import numpy as np
 
-from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP
+from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP, CropRounding
 from ..errors import ConfigError
 
 
-def round_by_rule(value: float, rule: str) -> int:
+def round_by_rule(value: float, rule: CropRounding | str) -> int:
     """Round ``value`` to an integer by one of the upstream rules.
 
     ``floor_half_up``: ``floor(v + 0.5)`` (pysot); ``half_away``: Python 2 ``round`` (DaSiamRPN);
@@ -24,7 +24,7 @@ def round_by_rule(value: float, rule: str) -> int:
         return round(value)
     if rule == ROUND_HALF_UP:  # the upstream offsets keep its float rounding at ties exactly
         return round(value + 1e-6 + 1000) - 1000
-    raise ConfigError(f"unknown rounding rule '{rule}'; known: floor_half_up, half_away, half_even, half_up")
+    raise ConfigError(f"unknown rounding rule '{rule}'; known: {', '.join(CropRounding)}")
 
 
 def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: np.ndarray) -> np.ndarray:

@@ -401,8 +401,8 @@ def _guess_for(path) -> str | None:
 
 
 def test_dasiamrpn_detection_by_width_and_default(tmp_path):
-    """Detection reads only names and the first conv's width, so tiny stand-in tensors suffice here
-    (the full width-1 load is tested above)."""
+    """Stand-in tensors with only the first conv at its real shape: no network matches exactly, and the
+    closest one is told by that conv's width (the full width-1 load is tested above)."""
     def stand_in(width: int) -> dict[str, torch.Tensor]:
         return {"featureExtract.0.weight": torch.zeros(width, 3, 11, 11), "featureExtract.0.bias": torch.zeros(width),
                 "conv_r1.weight": torch.zeros(1), "conv_cls1.weight": torch.zeros(1), "conv_r2.weight": torch.zeros(1),
