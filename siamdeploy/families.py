@@ -52,7 +52,8 @@ class Family:
         import importlib
 
         module, _, cls = self.tracker.partition(":")
-        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+        found: type[Tracker] = getattr(importlib.import_module(module), cls)
+        return found
 
 
 FAMILIES: dict[str, Family] = {}
