@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..apps.synthetic import generate_sequence
+from ..synthetic.sequence import generate_sequence
 from ..checkpoint import LoadedModel
 from ..errors import ExportError
 from ..eval.metrics import iou

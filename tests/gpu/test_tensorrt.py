@@ -133,7 +133,7 @@ def test_fp32_engine_matches_torch(preset: str, exported, engine_root) -> None:
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_teacher_forced_boxes(preset: str, exported, engine_root) -> None:
     """Each frame, the TensorRT FP16 tracker starts from the PyTorch FP32 tracker's state; IoU >= 0.95."""
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.eval.metrics import iou
     from siamdeploy.runtime import make_tracker
 
@@ -202,7 +202,7 @@ def test_export_cli_builds_engines(exported, tmp_path) -> None:
 
 def test_load_tracker_tensorrt_and_auto(exported, engine_root, monkeypatch) -> None:
     import siamdeploy
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
 
     folder, _ = exported("siamrpn_alex_dwxcorr")
     monkeypatch.setenv(trt_cache.ENV_ROOT, engine_root)

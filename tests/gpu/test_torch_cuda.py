@@ -79,7 +79,7 @@ def test_fp16_close_to_fp32(preset: str, random_checkpoint) -> None:
 @pytest.mark.parametrize("preset", FAMILIES)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cuda_graph_same_as_plain(preset: str, precision: str, random_checkpoint) -> None:
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.engine.torch_engine import TorchEngine
     from siamdeploy.runtime import make_tracker
 
@@ -102,7 +102,7 @@ def test_cuda_graph_same_as_plain(preset: str, precision: str, random_checkpoint
 @pytest.mark.gpu
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_fp16_teacher_forced_boxes(preset: str, random_checkpoint) -> None:
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.engine.torch_engine import TorchEngine
     from siamdeploy.eval.metrics import iou
     from siamdeploy.runtime import make_tracker

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.checkpoint import load_model
 from siamdeploy.errors import ExportError
 from siamdeploy.export.exporter import export_model

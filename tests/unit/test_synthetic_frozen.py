@@ -10,8 +10,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from siamdeploy.apps.synthetic import generate_sequence, texture
-from siamdeploy.eval.generate import generate_benchmark_sequence
+from siamdeploy.synthetic import generate_sequence, texture
+from siamdeploy.synthetic import generate_benchmark_sequence
 
 # (generate_sequence kwargs, sha256[:32] of the frames' bytes in order, sha256[:32] of the float64 boxes)
 SEQUENCES = [
