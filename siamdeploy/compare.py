@@ -72,6 +72,9 @@ def to_numpy(value: Any) -> np.ndarray:
     detach = getattr(value, "detach", None)
     if callable(detach):
         return detach().cpu().numpy()
+    as_numpy = getattr(value, "numpy", None)
+    if callable(as_numpy) and not isinstance(value, np.ndarray):
+        return np.asarray(as_numpy())
     return np.asarray(value)
 
 

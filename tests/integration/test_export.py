@@ -127,8 +127,8 @@ def test_export_from_another_version_is_refused(exported, tmp_path) -> None:
 
 
 def test_failed_validation_leaves_nothing(random_checkpoint, tmp_path, monkeypatch) -> None:
-    from siamdeploy.export import validate
-    monkeypatch.setitem(validate.TOLERANCE, "fp32", (0.0, 0.0))
+    from siamdeploy import compare
+    monkeypatch.setitem(compare.TOLERANCES, ("onnxruntime", "fp32"), compare.Tolerance(0.0, 0.0, box_px=0.0))
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="validation failed"):
         export_model(load_model(random_checkpoint("siamfc"), preset="siamfc"), str(out), progress=False)
