@@ -99,12 +99,11 @@ def lazy_sequence(seed: int = 0, num_frames: int = 60, size: tuple[int, int] = (
     w = target_size[0] * scale * aspect
     h = target_size[1] * scale / aspect
     path = {"t": t, "cx": cx, "cy": cy, "w": w, "h": h}
-    boxes = []
-    for i in range(num_frames):
-        x, y = cx[i] - w[i] / 2, cy[i] - h[i] / 2
-        boxes.append((round(x), round(y), max(round(w[i]), 1), max(round(h[i]), 1)))
+    # round() is half to even, as np.rint; sizes at least 1 pixel
+    boxes = np.stack([np.rint(cx - w / 2), np.rint(cy - h / 2), np.maximum(np.rint(w), 1), np.maximum(np.rint(h), 1)],
+                     axis=1) if num_frames else np.zeros((0,), np.float64)
     return LazySequence(f"synthetic_{seed}", background, target, look_alike if distractor else None, path,
-                        np.asarray(boxes, np.float64))
+                        boxes.astype(np.float64))
 
 
 def generate_sequence(seed: int = 0, num_frames: int = 60, size: tuple[int, int] = (480, 360),

@@ -210,7 +210,8 @@ class LongTermTracker(RPNTracker):
                              instance_size=self.instance_size, avg=self.avg, frame_size=self.frame_size,
                              lost=self.lost)
 
-    def _set_state(self, state: LongTermState, derive: bool) -> None:
+    def _set_state(self, state: RPNState, derive: bool) -> None:
+        assert isinstance(state, LongTermState)  # set_state checked the type
         super()._set_state(state, derive)
         self.lost = state.lost
 

@@ -11,7 +11,7 @@ import numpy as np
 from ...config import TrackParams
 from ...engine.base import Engine
 from ...geometry import INCLUSIVE
-from ..crop import crop_window, round_by_rule, rounded_fill, to_blob
+from ..crop import cut_resized, round_by_rule, rounded_fill, to_blob
 from ..types import TrackResult
 from .base import Tracker
 from .state import SiamFCState
@@ -33,8 +33,9 @@ class SiamFCTracker(Tracker):
         self.scale_factors = p.scale_step ** np.linspace(-half, half, p.scale_num)
         self.centre = np.zeros(2, np.float32)
         self.target_sz = np.zeros(2, np.float32)
-        self.z_sz: float = 0.0
-        self.x_sz: float = 0.0
+        # float32 after init (siamfc-pytorch's arithmetic), float64 once a frame has rescaled them
+        self.z_sz: float | np.floating = 0.0
+        self.x_sz: float | np.floating = 0.0
         self.fill = np.zeros(3, np.uint8)
 
     # ---- state
@@ -66,8 +67,7 @@ class SiamFCTracker(Tracker):
         side = max(round_by_rule(float(size), "half_even"), 1)
         # corners in the float32 arithmetic of the upstream code, then np.round (half to even)
         y0, x0 = np.round(self.centre - np.float32((side - 1) / 2)).astype(int)
-        patch = crop_window(img, int(x0), int(y0), side, side, self.fill)
-        return cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+        return cut_resized(img, int(x0), int(y0), side, side, out_size, self.fill)
 
     def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None:
         p = self.params
@@ -76,7 +76,7 @@ class SiamFCTracker(Tracker):
         self.target_sz = np.array([h, w], np.float32)
         self._derive_crop_sides()
         self.fill = rounded_fill(img.mean(axis=(0, 1)))
-        z = self._crop(img, self.z_sz, p.exemplar_size)
+        z = self._crop(img, float(self.z_sz), p.exemplar_size)
         self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
 
     def _track(self, img: np.ndarray) -> TrackResult:
