@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from siamdeploy.apps.synthetic import generate_sequence  # noqa: E402
+from siamdeploy.synthetic import generate_sequence  # noqa: E402
 from siamdeploy.engine.base import Engine, SearchOutput  # noqa: E402
 from siamdeploy.presets import get_preset  # noqa: E402
 from siamdeploy.runtime.trackers import make_tracker  # noqa: E402

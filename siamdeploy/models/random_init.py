@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..apps.synthetic import texture
+from ..synthetic.texture import texture
 from ..presets import Preset
 from .heads import _scale_last, crop_refine_inputs
 from .siamese import SiameseNet

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.checkpoint import load_model
 from siamdeploy.errors import ExportError
 from siamdeploy.export.exporter import export_model
@@ -116,8 +116,8 @@ def test_tampered_export_is_refused(exported, tmp_path) -> None:
 
 
 def test_failed_validation_leaves_nothing(random_checkpoint, tmp_path, monkeypatch) -> None:
-    from siamdeploy.export import validate
-    monkeypatch.setitem(validate.TOLERANCE, "fp32", (0.0, 0.0))
+    from siamdeploy import compare
+    monkeypatch.setitem(compare.TOLERANCES, ("onnxruntime", "fp32"), compare.Tolerance(0.0, 0.0, box_px=0.0))
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="validation failed"):
         export_model(load_model(random_checkpoint("siamfc"), preset="siamfc"), str(out), progress=False)
