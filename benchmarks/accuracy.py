@@ -4,8 +4,8 @@
     python benchmarks/accuracy.py --model model.pth --config config.yaml --dataset otb --root data/OTB100
 
 Backends: torch CPU FP32 (the reference), torch CPU FP16 (the whole network ``half()``; where it runs and
-fits the time budget), onnxruntime FP32 and FP16 (mixed-precision graphs) from one export folder, and the
-CUDA variants when a GPU is visible (torch FP16 there is the engine's own mixed mode; TensorRT when installed). Per backend:
+fits the time budget), and every other (backend, device, precision) of the backend registry that runs here
+(onnxruntime FP32/FP16 from one export folder, CUDA and TensorRT where present). Per backend:
 
 - the benchmark metrics (OTB success AUC / precision; LaSOT adds normalized precision; GOT-10k AO / SR);
 - agreement with the reference, **free-running**: each tracker follows its own predictions; per-frame IoU
@@ -84,8 +84,12 @@ def half_torch_tracker(ckpt: str, preset: str | None, config: str | None, device
 
 def backends(ckpt: str, preset: str | None, config: str | None, workdir: str, wanted: set[str] | None
              ) -> tuple[list[tuple[str, Callable[[], Tracker]]], list[tuple[str, str]]]:
-    """(label, factory) per backend that can run here (the reference first), (label, reason) for the rest."""
-    import torch
+    """(label, factory) for every registered (backend, device, precision) that can run here, the reference
+    (torch cpu fp32) first, and (label, reason) for the rest. torch gets the checkpoint, every other backend one
+    export folder with all the precisions the export writes."""
+    from siamdeploy.backends.registry import configurations
+    from siamdeploy.checkpoint import load_model
+    from siamdeploy.export.exporter import export_model
 
     run: list[tuple[str, Callable[[], Tracker]]] = []
     skipped: list[tuple[str, str]] = []
@@ -97,47 +101,25 @@ def backends(ckpt: str, preset: str | None, config: str | None, workdir: str, wa
             skipped.append((label, "not selected (--backends)"))
 
     add("torch cpu fp32", lambda: load_tracker(ckpt, config=config, preset=preset, backend="torch", device="cpu"))
-    add("torch cpu fp16", lambda: half_torch_tracker(ckpt, preset, config, "cpu"))
-    if torch.cuda.is_available():
-        add("torch cuda fp32", lambda: load_tracker(ckpt, config=config, preset=preset, backend="torch", device="cuda"))
-        add("torch cuda fp16", lambda: load_tracker(ckpt, config=config, preset=preset, backend="torch", device="cuda",
-                                                    precision="fp16"))
-    else:
-        skipped.append(("torch cuda", "no CUDA GPU visible to torch"))
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        skipped.append(("onnxruntime", "onnxruntime not installed (pip install 'siamdeploy[onnx]')"))
-        return run, skipped
-    from siamdeploy.checkpoint import load_model
-    from siamdeploy.export.exporter import export_model
-
+    add("torch cpu fp16 (whole network)", lambda: half_torch_tracker(ckpt, preset, config, "cpu"))
     folder = os.path.join(workdir, "export")
     try:
         export_model(load_model(ckpt, config=config, preset=preset), folder, precision="both", validate=False,
                      progress=False)
     except SiamDeployError as err:
-        skipped.append(("onnxruntime", f"export failed: {err}"))
-        return run, skipped
-    for prec in ("fp32", "fp16"):
-        add(f"onnxruntime cpu {prec}",
-            lambda p=prec: load_tracker(folder, backend="onnxruntime", precision=p, device="cpu"))
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        for prec in ("fp32", "fp16"):
-            add(f"onnxruntime cuda {prec}",
-                lambda p=prec: load_tracker(folder, backend="onnxruntime", precision=p, device="cuda"))
-    else:
-        skipped.append(("onnxruntime cuda", "no CUDAExecutionProvider (needs onnxruntime-gpu and a GPU)"))
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        skipped.append(("tensorrt", "tensorrt not installed (pip install 'siamdeploy[trt]', needs a CUDA GPU)"))
-        return run, skipped
-    if not torch.cuda.is_available():
-        skipped.append(("tensorrt", "no CUDA GPU visible"))
-        return run, skipped
-    for prec in ("fp32", "fp16"):   # engines are built (or taken from the cache) on first load
-        add(f"tensorrt cuda {prec}", lambda p=prec: load_tracker(folder, backend="tensorrt", precision=p))
+        folder = ""
+        skipped.append(("export folder", f"export failed: {err}"))
+    for conf in configurations():
+        if conf.label == "torch cpu fp32":
+            continue
+        if not conf.ok:
+            skipped.append((conf.label, conf.why))
+        elif conf.backend.takes_checkpoint and not conf.backend.takes_export:
+            add(conf.label, lambda c=conf: load_tracker(ckpt, config=config, preset=preset, backend=c.backend.name,
+                                                        device=c.device, precision=c.precision))
+        elif folder:  # engines (TensorRT) are built, or taken from the cache, on first load
+            add(conf.label, lambda c=conf: load_tracker(folder, backend=c.backend.name, device=c.device,
+                                                        precision=c.precision))
     return run, skipped
 
 
@@ -313,7 +295,8 @@ def _run(args: argparse.Namespace, workdir: str, versions: dict[str, str]) -> in
 
 def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple[str, str]]) -> None:
     headline = HEADLINE[kind][:2]
-    print(f"\n{'backend':<24}{'ran':>22}" + "".join(f"{t:>16}" for _, t in headline)
+    width = max([len("backend")] + [len(k) + 6 for k in rows] + [len(k) for k, _ in skipped]) + 2
+    print(f"\n{'backend':<{width}}{'ran':>24}" + "".join(f"{t:>16}" for _, t in headline)
           + f"{'free IoU mean/min':>20}{'forced IoU mean/min':>22}{'forced <0.5':>12}{'forced max dc px':>18}"
           f"{'forced max dscore':>19}{'ms/frame':>10}")
     for label, r in rows.items():
@@ -321,12 +304,12 @@ def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple
         cells = "".join(f"{r['metrics'][k]:>16.3f}" for k, _ in headline)
         fr, tf = r["free_running"], r["teacher_forced"]
         name = label + (" (ref)" if r.get("reference") else "")
-        print(f"{name:<24}{ran:>22}{cells}{fr['iou_mean']:>13.4f}/{fr['iou_min']:.4f}"
+        print(f"{name:<{width}}{ran:>24}{cells}{fr['iou_mean']:>13.4f}/{fr['iou_min']:.4f}"
               f"{tf['iou_mean']:>15.5f}/{tf['iou_min']:.5f}{tf['frames_iou_below_0.5']:>12d}"
               f"{tf['centre_px_max']:>18.4f}"
               f"{tf.get('score_abs_max', 0.0):>19.2e}{r['ms_per_frame']:>10.1f}")
     for label, reason in skipped:
-        print(f"{label:<24}skipped: {reason}")
+        print(f"{label:<{width}}skipped: {reason}")
     print("free: each backend follows its own boxes; forced: the reference tracker's state is copied in before "
           "every frame (one step of numeric difference); <0.5: frames with IoU < 0.5 (a different peak chosen). "
           "IoU / centre distance / score against torch cpu fp32.")
