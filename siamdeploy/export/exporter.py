@@ -9,7 +9,6 @@ import datetime as _dt
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 
@@ -24,7 +23,8 @@ except ImportError:  # the CLI turns this into one line
 
 from .. import __version__
 from ..checkpoint import LoadedModel
-from ..fsutil import replace_dir
+from ..fsutil import (check_export_destination, is_export_folder, make_temp_dir, replace_dir,
+                      sweep_stale_temp_dirs)
 from .fp16 import convert_mixed_fp16
 from .graphs import GraphSpec, plan_graphs, search_sizes
 from .manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write_manifest
@@ -32,8 +32,16 @@ from .manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+# torch.onnx's TorchScript exporter writes opsets 7..20; the grouped-convolution correlation needs >= 11.
+MIN_OPSET, MAX_OPSET = 11, 20
 # onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: REFERENCE.md §9)
 MAX_IR_VERSION = 10
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an ONNX opset outside :data:`MIN_OPSET`..:data:`MAX_OPSET` with :class:`ExportError`."""
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ExportError(f"--opset {opset} is not supported; pass {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
 
 
 @dataclass
@@ -86,20 +94,32 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
 
 
 def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
-                 validate: bool = True, progress: bool = True) -> ExportResult:
+                 validate: bool = True, progress: bool = True, overwrite: bool = True) -> ExportResult:
     """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
     ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
 
+    ``out_dir`` must not exist, or be an existing siamdeploy export folder (replaced only with
+    ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
     precision: ``fp32`` | ``fp16`` | ``both`` (fp16 = backbone/neck in FP16, the rest FP32; the FP32 graphs
-    are always written as the reference). Raises :class:`ExportError` when validation fails.
+    are always written as the reference). opset: ONNX opset, :data:`MIN_OPSET`..:data:`MAX_OPSET`.
+    Raises :class:`ExportError` when validation fails.
     """
     if precision not in ("fp32", "fp16", "both"):
         raise ExportError(f"precision must be fp32, fp16 or both, got '{precision}'")
+    check_opset(opset)
     preset = loaded.preset
+    check_export_destination(out_dir, force=overwrite)
     out_dir = os.path.abspath(out_dir)
+    source = os.path.realpath(loaded.path)
+    if source.startswith(os.path.realpath(out_dir).rstrip(os.sep) + os.sep):
+        raise ExportError(f"the checkpoint '{loaded.path}' lies inside the export destination '{out_dir}'; "
+                          "replacing it would delete the checkpoint: pass another --out")
     parent = os.path.dirname(out_dir)
+    name = os.path.basename(out_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    for stale in sweep_stale_temp_dirs(parent, name):
+        log.info("removed %s, left by an export that was killed", stale)
+    tmp = make_temp_dir(parent, name)
     try:
         ckpt_sha = sha256_file(loaded.path)
         metadata = {"siamdeploy_version": __version__, "preset": preset.name, "family": preset.model.family,
@@ -150,7 +170,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             report = validate_export(loaded, tmp, variants)
             manifest["validation"] = report
             write_manifest(tmp, manifest)
-        replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir, replaceable=is_export_folder)
         return ExportResult(out_dir, manifest, report)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
