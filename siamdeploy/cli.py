@@ -72,6 +72,23 @@ def add_output_group(ap: argparse.ArgumentParser, out_help: str, required: bool 
     return group
 
 
+def attach_negative_values(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``--init -5,10,40,40`` -> ``--init=-5,10,40,40``: argparse takes a value starting with ``-`` for an
+    option unless it is attached with ``=``; for these flags a following ``-<digit>`` token is a value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if token in flags and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{token}={nxt}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 # ---------------------------------------------------------------- checks before any work
 
 def check_engine_args(args: argparse.Namespace) -> None:
@@ -217,7 +234,7 @@ def run_cli(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace]
         return 1
     except KeyboardInterrupt as err:
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
-        print(f"{what}: stopped; nothing half-written was left behind", file=sys.stderr)
+        print(f"{what}: stopped cleanly", file=sys.stderr)
         return interrupt_exit_code(err)
     finally:
         if previous is not None:
