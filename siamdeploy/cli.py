@@ -24,6 +24,16 @@ ENGINE_PRECISIONS = ("fp32", "fp16")
 MAX_ECHO = 80  # characters of a user-supplied value echoed back in a message
 
 
+# subcommand -> (module whose ``main(argv)`` runs it, one line for ``siamdeploy --help``). A new tool
+# (``bench``, ``serve``) is one more row.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("siamdeploy.run.__main__", "track a target through the demo, a camera, a video or an image folder"),
+    "export": ("siamdeploy.export.__main__", "export a checkpoint to split ONNX graphs (and TensorRT engines)"),
+    "eval": ("siamdeploy.eval.__main__", "run a tracker over a benchmark folder and score it"),
+    "generate": ("siamdeploy.eval.generate", "write a synthetic benchmark folder with exact ground truth"),
+}
+
+
 def backend_choices() -> tuple[str, ...]:
     """The values ``--backend`` accepts in every CLI (one place to feed from a backend registry)."""
     return ("auto", "torch", "onnxruntime", "tensorrt")
@@ -239,3 +249,37 @@ def run_cli(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace]
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------- the console script
+
+def _usage() -> str:
+    from . import __version__
+
+    width = max(len(name) for name in SUBCOMMANDS)
+    rows = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items())
+    return (f"usage: siamdeploy [--version] [-h] SUBCOMMAND [ARGS ...]\n\nsiamdeploy {__version__}: Siamese "
+            f"trackers from research checkpoints to deployments.\n\nsubcommands:\n{rows}\n\n"
+            "'siamdeploy SUBCOMMAND --help' shows a subcommand's options (the same as python -m siamdeploy.<module>).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``siamdeploy SUBCOMMAND ARGS``: dispatch to the subcommand's own ``main`` (see :data:`SUBCOMMANDS`)."""
+    import importlib
+
+    from . import __version__
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"siamdeploy {__version__}")
+        return 0
+    name = argv[0]
+    if name not in SUBCOMMANDS:
+        print(f"error: unknown subcommand '{clip(name)}'; choose one of {', '.join(SUBCOMMANDS)} "
+              "(siamdeploy --help)", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(argv[1:]) or 0)

@@ -235,7 +235,12 @@ class VideoSink:
             self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
             if not self.writer.isOpened():
                 self.writer = None
-                raise InputError(f"cannot write video '{self.path}'; use a .mp4 or .avi path in a writable folder")
+                w, h = self.size
+                if min(w, h) < 2:
+                    raise InputError(f"the frames are {w}x{h} pixels, too small for a video; pass --save none "
+                                     "(or frames of at least 2x2)")
+                raise InputError(f"OpenCV cannot open video '{self.path}' for {w}x{h} frames; use a .mp4 or .avi "
+                                 "path, or --save none")
         if (canvas.shape[1], canvas.shape[0]) != self.size:  # frame size changed mid-stream
             canvas = cv2.resize(canvas, self.size)
         t0 = time.perf_counter()
@@ -448,8 +453,12 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
         raise
     finally:
         bar.close()
-        for sink in sinks:
-            sink.close()
+        close_error: OSError | None = None
+        for sink in sinks:  # close every sink even when one fails (a full disk on the last flush)
+            try:
+                sink.close()
+            except OSError as err:
+                close_error = close_error or err
         if video is not None and video.writer is not None:
             summary.video_path = video_path
         source.close()
@@ -460,4 +469,6 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
             gt = np.asarray(source.ground_truth[:len(predictions)], np.float64)
             summary.success = success_auc(np.asarray(predictions), gt)
             summary.mean_iou = float(iou(np.asarray(predictions), gt).mean())
+    if close_error is not None:
+        raise close_error
     return summary
