@@ -207,13 +207,23 @@ class ResultsSink:
             for path in self.paths:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 self.handles.append(open(path, "w", encoding="utf-8"))
-        for fh, res in zip(self.handles, item.results):
-            fh.write(format_result(res, self.polygons) + "\n")
-            fh.flush()
+        for path, fh, res in zip(self.paths, self.handles, item.results):
+            try:
+                fh.write(format_result(res, self.polygons) + "\n")
+                fh.flush()
+            except OSError as err:  # a full disk: name the file
+                raise OSError(err.errno, err.strerror, path) from None
 
     def close(self) -> None:
-        for fh in self.handles:
-            fh.close()
+        first: OSError | None = None
+        for path, fh in zip(self.paths, self.handles):
+            try:
+                fh.close()
+            except OSError as err:
+                first = first or OSError(err.errno, err.strerror, path)
+        self.handles = []
+        if first is not None:
+            raise first
 
 
 class VideoSink:

@@ -11,6 +11,7 @@ import sys
 
 from ..cli import add_model_group, add_output_group, check_model_args, check_writable_dir, run_cli
 from ..errors import ExportError
+from .opset import check_opset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,15 +55,17 @@ def _check_args(args: argparse.Namespace, is_export: bool) -> None:
                               "drop --out")
         check_model_args(args, args.checkpoint)
         return
-    if args.config is not None and args.preset is not None:
-        raise ExportError("give either --config or --preset, not both")
-    check_model_args(args, None)
-    from .exporter import check_opset
-
-    check_opset(args.opset)
     if args.out is not None:
         check_export_destination(args.out, force=args.force)
         check_writable_dir(os.path.dirname(os.path.abspath(args.out)), "--out")
+    if args.config is not None and args.preset is not None:
+        raise ExportError("give either --config or --preset, not both")
+    check_model_args(args, None)
+    check_opset(args.opset)
+    if args.preset is not None:
+        from ..presets import get_preset
+
+        get_preset(args.preset)
 
 
 def _export(args: argparse.Namespace) -> int:

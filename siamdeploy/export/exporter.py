@@ -27,21 +27,13 @@ from ..fsutil import (check_export_destination, is_export_folder, make_temp_dir,
                       sweep_stale_temp_dirs)
 from .fp16 import convert_mixed_fp16
 from .graphs import GraphSpec, plan_graphs, search_sizes
+from .opset import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset  # noqa: F401 - re-exported
 from .manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write_manifest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
-# torch.onnx's TorchScript exporter writes opsets 7..20; the grouped-convolution correlation needs >= 11.
-MIN_OPSET, MAX_OPSET = 11, 20
 # onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: REFERENCE.md §9)
 MAX_IR_VERSION = 10
-
-
-def check_opset(opset: int) -> None:
-    """Refuse an ONNX opset outside :data:`MIN_OPSET`..:data:`MAX_OPSET` with :class:`ExportError`."""
-    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
-        raise ExportError(f"--opset {opset} is not supported; pass {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
 
 
 @dataclass

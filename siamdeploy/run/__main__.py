@@ -133,9 +133,15 @@ def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime
     if args.backend not in ("torch", "auto"):
         raise InputError("the random-weight demo model runs on the torch backend; for other backends pass "
                          "--model CHECKPOINT_OR_EXPORT_FOLDER")
+    import torch
+
     from ..models.random_init import random_model
 
     preset = get_preset(args.preset or "siamrpn_alex_dwxcorr")
+    on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if args.precision == "fp16" and not on_cuda:  # checked before the model is built
+        raise InputError("--precision fp16 on the torch backend (the random-weight demo model) needs a CUDA "
+                         "device; drop --precision or pass --device cuda on a GPU machine")
     logging.getLogger("siamdeploy.run").warning(
         "no --model given: using a seeded random-weight %s model with calibrated BatchNorm (no trained weights "
         "ship with siamdeploy), so it will not follow the target like a trained tracker", preset.name)
