@@ -117,7 +117,8 @@ def sweep_stale_temp_dirs(parent: str, name: str, now: float | None = None) -> l
     return removed
 
 
-def replace_dir(src: str, dst: str, replaceable: Callable[[str], bool] | None = None) -> None:
+def replace_dir(src: str, dst: str, replaceable: Callable[[str], bool] | None = None, keep_existing: bool = False
+                ) -> None:
     """Rename the finished folder ``src`` to ``dst`` atomically; readers never see a half-written ``dst``.
 
     An existing ``dst`` is moved aside, ``src`` renamed into place, and the old one removed. ``replaceable``
@@ -125,8 +126,10 @@ def replace_dir(src: str, dst: str, replaceable: Callable[[str], bool] | None = 
     which no other process can touch. When it says no, the old ``dst`` is put back, :class:`ExportError`
     is raised and ``src`` is left for the caller to remove. Safe when several processes replace the same
     ``dst`` at once: a ``dst`` that another process put in place meanwhile counts as success (``src`` is
-    then removed), and a ``dst`` that vanished meanwhile is simply retried. Callers should refuse a
-    destination up front (:func:`check_export_destination`); this check is the last line.
+    then removed), and a ``dst`` that vanished meanwhile is simply retried. ``keep_existing``: a ``dst``
+    that exists (and is ``replaceable``) is kept and ``src`` removed, for callers that were told not to
+    replace but raced with another writer of the same folder. Callers should refuse a destination up front
+    (:func:`check_export_destination`); this check is the last line.
     """
     def allowed(path: str) -> bool:
         return os.path.isdir(path) and not os.path.islink(path) and (replaceable is None or replaceable(path))
@@ -151,12 +154,17 @@ def replace_dir(src: str, dst: str, replaceable: Callable[[str], bool] | None = 
             if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 continue
             raise
-        if not allowed(backup):
+        if not allowed(backup) or keep_existing:
             try:
                 os.rename(backup, dst)
                 kept = dst
             except OSError:
                 kept = backup
+            if keep_existing and allowed(kept):  # another writer's folder stands; ours is dropped
+                shutil.rmtree(src, ignore_errors=True)
+                if kept == backup and os.path.lexists(dst):  # and yet another one took its place meanwhile
+                    shutil.rmtree(backup, ignore_errors=True)
+                return
             raise ExportError(f"'{dst}' exists and is not a folder this may replace (left as it was in '{kept}'); "
                               "pass a path that does not exist yet")
         try:

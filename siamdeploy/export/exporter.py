@@ -162,7 +162,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             report = validate_export(loaded, tmp, variants)
             manifest["validation"] = report
             write_manifest(tmp, manifest)
-        replace_dir(tmp, out_dir, replaceable=is_export_folder)
+        replace_dir(tmp, out_dir, replaceable=is_export_folder, keep_existing=not overwrite)
         return ExportResult(out_dir, manifest, report)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

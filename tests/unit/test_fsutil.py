@@ -52,6 +52,9 @@ def test_replace_dir_refuses_what_the_predicate_refuses(tmp_path) -> None:
     with pytest.raises(ExportError, match="not a folder this may replace"):
         replace_dir(str(src), str(dst), replaceable=is_export_folder)
     assert (dst / "precious.txt").read_text() == "keep me" and src.is_dir()
+    with pytest.raises(ExportError):  # keep_existing never keeps (or replaces) a non-export silently
+        replace_dir(str(src), str(dst), replaceable=is_export_folder, keep_existing=True)
+    assert (dst / "precious.txt").read_text() == "keep me" and src.is_dir()
     (tmp_path / "afile").write_text("keep")
     with pytest.raises(ExportError):
         replace_dir(str(src), str(tmp_path / "afile"), replaceable=is_export_folder)
@@ -59,10 +62,13 @@ def test_replace_dir_refuses_what_the_predicate_refuses(tmp_path) -> None:
     _fake_export(str(tmp_path / "old"), "old")
     replace_dir(str(src), str(tmp_path / "old"), replaceable=is_export_folder)
     assert json.load(open(tmp_path / "old" / "manifest.json"))["tag"] == "x" and not src.exists()
+    _fake_export(str(src), "late")  # told not to replace: the export already there stays, ours is dropped
+    replace_dir(str(src), str(tmp_path / "old"), replaceable=is_export_folder, keep_existing=True)
+    assert json.load(open(tmp_path / "old" / "manifest.json"))["tag"] == "x" and not src.exists()
 
 
-def _writer(args: tuple[str, int, int, float]) -> list[str]:
-    dst, worker, rounds, start = args
+def _writer(args: tuple[str, int, int, float, bool]) -> list[str]:
+    dst, worker, rounds, start, keep = args
     parent = os.path.dirname(dst)
     tmps = []
     for i in range(rounds):  # everything prepared first, so the replaces themselves overlap
@@ -73,17 +79,19 @@ def _writer(args: tuple[str, int, int, float]) -> list[str]:
     failures = []
     for tmp in tmps:
         try:
-            replace_dir(tmp, dst, replaceable=is_export_folder)
+            replace_dir(tmp, dst, replaceable=is_export_folder, keep_existing=keep)
         except Exception as err:  # noqa: BLE001 - counted, reported below
             failures.append(f"{type(err).__name__}: {err}")
     return failures
 
 
-def test_concurrent_replaces_never_fail(tmp_path) -> None:
+@pytest.mark.parametrize("keep", [False, True], ids=["replace", "keep_existing"])
+def test_concurrent_replaces_never_fail(tmp_path, keep: bool) -> None:
     dst = str(tmp_path / "export")
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ctx.Pool(4) as pool:
-        failures = [f for part in pool.map(_writer, [(dst, w, 60, time.time() + 1.5) for w in range(4)]) for f in part]
+        jobs = [(dst, w, 60, time.time() + 1.5, keep) for w in range(4)]
+        failures = [f for part in pool.map(_writer, jobs) for f in part]
     assert failures == [], failures[:5]
     assert is_export_folder(dst)
     assert sorted(os.listdir(tmp_path)) == ["export"], "no temporary or backup folder may remain"
