@@ -120,11 +120,9 @@ def check_model_args(args: argparse.Namespace, model: str | None) -> None:
         raise InputError(f"--config '{clip(config)}' does not exist or is not a file; check the path")
     if model is None or not os.path.isdir(model) or not os.path.isfile(os.path.join(model, "manifest.json")):
         return
+    stored = _export_preset(model)
     if preset is None and config is None:
         return
-    from .export.manifest import preset_from_dict, read_manifest
-
-    stored = preset_from_dict(read_manifest(model, verify=False)["preset"])
     if preset is not None and preset != stored.name:
         raise InputError(f"--preset '{clip(preset)}' disagrees with the export folder '{model}', which holds preset "
                          f"'{stored.name}'; drop --preset (an export carries its preset) or export again")
@@ -135,6 +133,27 @@ def check_model_args(args: argparse.Namespace, model: str | None) -> None:
         if wanted.track != stored.track or wanted.model != stored.model:
             raise InputError(f"--config '{config}' describes other tracker parameters than the export folder "
                              f"'{model}' was made with; drop --config, or export again with it")
+
+
+def _export_preset(folder: str) -> Any:
+    """The preset stored in an export folder's manifest, after a structural check of the parts every loader
+    reads (a valid-JSON manifest of the wrong shape is one line, not a traceback)."""
+    from .errors import ExportError
+    from .export.manifest import preset_from_dict, read_manifest
+
+    path = os.path.join(folder, "manifest.json")
+    try:
+        manifest = read_manifest(folder, verify=False)
+        stored = preset_from_dict(manifest["preset"])
+        for variants in manifest["graphs"].values():
+            for entry in variants.values():
+                _ = (entry["file"], entry["sha256"], list(entry["inputs"]), list(entry["outputs"]))
+    except ExportError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        what = f"missing {err}" if isinstance(err, KeyError) else clip(err)
+        raise InputError(f"'{path}' is malformed ({what}); export the model again") from None
+    return stored
 
 
 def _real(path: str) -> str:

@@ -197,9 +197,12 @@ def test_export_folder_with_disagreeing_preset(tmp_path, random_checkpoint) -> N
     assert proc.returncode == 0, proc.stderr
     _one_line_error(_cli("siamdeploy.run", "demo", "--model", str(folder), "--backend", "onnxruntime", "--preset",
                          "siamrpn_alex_dwxcorr", cwd=str(tmp_path)), "disagrees", "siamfc")
-    (folder / "manifest.json").write_text("{ not json")
-    _one_line_error(_cli("siamdeploy.run", "demo", "--model", str(folder), "--backend", "onnxruntime",
-                         cwd=str(tmp_path)), "manifest.json")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["graphs"]
+    for text in ("{ not json", "[1, 2]", json.dumps(manifest)):
+        (folder / "manifest.json").write_text(text)
+        _one_line_error(_cli("siamdeploy.run", "demo", "--model", str(folder), "--backend", "onnxruntime",
+                             cwd=str(tmp_path)), "manifest.json")
 
 
 def test_tiny_frames_name_the_size(tmp_path, random_checkpoint) -> None:
