@@ -36,9 +36,15 @@ TABLE_GROUPS = (("search_ms", "search"), ("runtime_overhead_ms", "runtime overhe
 
 def format_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     """Header lines and one line per backend, every header over its own column: label, template p50,
-    p50/p90/p99 of search, runtime overhead and frame (ms), FPS. All lines have the same width."""
+    p50/p90/p99 of search, runtime overhead and frame (ms), FPS. All lines have the same width.
+
+    ``rows``: backend label -> ``{"template_ms" | "search_ms" | "runtime_overhead_ms" | "frame_ms":
+    {"p50", "p90", "p99"} in ms, "fps": float}``."""
     label_w = max([len("backend")] + [len(k) for k in rows]) + 2
-    num, gap = 8, 2
+    values = [r[key][q] for r in rows.values() for key in ("template_ms",) + tuple(k for k, _ in TABLE_GROUPS)
+              for q in ("p50", "p90", "p99")]
+    num = max([8] + [len(f"{v:.2f}") + 1 for v in values])  # columns widen rather than run together
+    gap = 2
     group_w = 3 * num
     top = f"{'':<{label_w}}{'template':>{num + 2}}" + "".join(f"{'':<{gap}}{title:^{group_w}}" for _, title in
                                                                TABLE_GROUPS) + f"{'':>{num}}"

@@ -422,10 +422,7 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
     """
     frames = iter(source.frames)
     try:
-        try:
-            first = next(frames, None)
-        except InputError:
-            raise
+        first = next(frames, None)  # an unreadable first frame raises InputError here
         if first is None:
             raise InputError(f"source '{source.name}' has no frames")
         if not inits and display is not None:

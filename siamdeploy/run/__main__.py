@@ -13,8 +13,11 @@ import os
 import sys
 
 from ..cli import (add_engine_group, add_model_group, add_output_group, attach_negative_values, check_distinct,
-                   check_engine_args, check_model_args, check_output_file, check_writable_dir, run_cli)
+                   check_engine_args, check_model_args, check_output_file, check_writable_dir, clip, run_cli)
 from ..errors import InputError
+
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +64,9 @@ def _outputs(args: argparse.Namespace, source_name: str) -> tuple[str, str | Non
                 protected[f"an input image of '{args.source}'"] = path
     check_output_file(results, "--results", protected)
     if video is not None:
+        if not video.lower().endswith(VIDEO_EXTENSIONS):
+            raise InputError(f"--save '{clip(video)}' is not a video path; end it in "
+                             f"{', '.join(VIDEO_EXTENSIONS)}, or pass --save none")
         check_output_file(video, "--save", protected)
     check_distinct([("--results", results), ("--save", video)])
     return results, video

@@ -167,7 +167,9 @@ def test_run_outputs_must_differ_and_device_is_checked(tmp_path) -> None:
     _one_line_error(_cli("siamdeploy.run", "demo", "--results", "x.mp4", "--save", "x.mp4", cwd=str(tmp_path)),
                     "same file")
     _one_line_error(_cli("siamdeploy.run", "demo", "--device", "tpu", cwd=str(tmp_path)), "--device 'tpu'")
+    _one_line_error(_cli("siamdeploy.run", "demo", "--save", "video.txt", cwd=str(tmp_path)), "not a video path")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "x.mp4").exists()
+    assert not (tmp_path / "video.txt").exists()
 
 
 def test_full_disk_is_one_line(tmp_path, random_checkpoint) -> None:

@@ -145,3 +145,42 @@ def test_non_finite_checkpoint_is_refused_naming_the_tensors(tmp_path) -> None:
     message = str(err.value)
     assert "features.0.bias" in message and "head.weight" in message and "features.0.weight" not in message
     assert "\n" not in message
+
+
+class _ScriptedDisplay:
+    """A window double: ``show`` returns the scripted keys in turn; ``select_box`` returns ``box``."""
+
+    def __init__(self, keys: list[str | None], box: tuple[float, float, float, float]) -> None:
+        self.keys, self.box, self.shown, self.selected = list(keys), box, 0, 0
+
+    def show(self, canvas: np.ndarray) -> str | None:
+        self.shown += 1
+        return self.keys.pop(0) if self.keys else None
+
+    def select_box(self, frame: np.ndarray) -> tuple[float, float, float, float]:
+        self.selected += 1
+        return self.box
+
+
+def test_window_keys_pause_reselect_quit() -> None:
+    from siamdeploy.apps.runner import WindowSink
+
+    frames = _frames(8)
+    tracker = make_tracker(_ConstantEngine(), get_preset("siamfc").track, "siamfc")
+    box = (60.0, 40.0, 30.0, 30.0)
+    tracker.init(frames[0], box)
+    # frame 0: nothing; frame 1: space (pause), held for one show, space resumes; frame 2: r; frame 3: q
+    display = _ScriptedDisplay([None, "space", None, "space", "r", "q"], (10.0, 10.0, 20.0, 20.0))
+    summary = Summary()
+    run_frames(iter(frames[1:]), frames[0], [tracker], [box], [WindowSink(display)], summary, display=display)
+    assert summary.interrupted and summary.frames == 4
+    assert display.selected == 1 and display.shown == 6
+    assert "draw" in summary.timer.stages, "the window gets an annotated canvas"
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path) -> None:
+    path = tmp_path / "model.pth"
+    path.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(path)
+    assert "is not a checkpoint" in str(err.value) and "weights_only" not in str(err.value)
