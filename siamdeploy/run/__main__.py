@@ -64,10 +64,10 @@ def _outputs(args: argparse.Namespace, source_name: str) -> tuple[str, str | Non
                 protected[f"an input image of '{args.source}'"] = path
     check_output_file(results, "--results", protected)
     if video is not None:
+        check_output_file(video, "--save", protected)
         if not video.lower().endswith(VIDEO_EXTENSIONS):
             raise InputError(f"--save '{clip(video)}' is not a video path; end it in "
                              f"{', '.join(VIDEO_EXTENSIONS)}, or pass --save none")
-        check_output_file(video, "--save", protected)
     check_distinct([("--results", results), ("--save", video)])
     return results, video
 
