@@ -31,6 +31,33 @@ from siamdeploy.presets import get_preset  # noqa: E402
 from siamdeploy.runtime.trackers import make_tracker  # noqa: E402
 
 
+TABLE_GROUPS = (("search_ms", "search"), ("runtime_overhead_ms", "runtime overhead"), ("frame_ms", "frame"))
+
+
+def format_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Header lines and one line per backend, every header over its own column: label, template p50,
+    p50/p90/p99 of search, runtime overhead and frame (ms), FPS. All lines have the same width.
+
+    ``rows``: backend label -> ``{"template_ms" | "search_ms" | "runtime_overhead_ms" | "frame_ms":
+    {"p50", "p90", "p99"} in ms, "fps": float}``."""
+    label_w = max([len("backend")] + [len(k) for k in rows]) + 2
+    values = [r[key][q] for r in rows.values() for key in ("template_ms",) + tuple(k for k, _ in TABLE_GROUPS)
+              for q in ("p50", "p90", "p99")]
+    num = max([8] + [len(f"{v:.2f}") + 1 for v in values])  # columns widen rather than run together
+    gap = 2
+    group_w = 3 * num
+    top = f"{'':<{label_w}}{'template':>{num + 2}}" + "".join(f"{'':<{gap}}{title:^{group_w}}" for _, title in
+                                                               TABLE_GROUPS) + f"{'':>{num}}"
+    sub = f"{'backend':<{label_w}}{'p50':>{num + 2}}" + "".join(
+        f"{'':<{gap}}" + "".join(f"{q:>{num}}" for q in ("p50", "p90", "p99")) for _ in TABLE_GROUPS) + f"{'FPS':>{num}}"
+    lines = [top, sub, "-" * len(sub)]
+    for label, r in rows.items():
+        cells = "".join(f"{'':<{gap}}" + "".join(f"{r[key][q]:{num}.2f}" for q in ("p50", "p90", "p99"))
+                        for key, _ in TABLE_GROUPS)
+        lines.append(f"{label:<{label_w}}{r['template_ms']['p50']:{num + 2}.2f}{cells}{r['fps']:{num}.1f}")
+    return lines
+
+
 class TimedEngine(Engine):
     """Wraps an engine and records how long each template/search call takes (with device sync)."""
 
@@ -191,11 +218,7 @@ def main() -> int:
             rows = {label: measure(preset, factory, args.frames, args.warmup) for label, factory in runnable}
             results["presets"][preset] = {"results": rows, "skipped": dict(skipped)}
             print(f"\n{preset} (640x480 frames, {args.frames} frames after {args.warmup} warm-up; ms p50 / p90 / p99)")
-            print(f"{'backend':<24}{'template':>12}{'search':>26}{'runtime overhead':>26}{'frame':>26}{'FPS':>8}")
-            for label, r in rows.items():
-                cell = lambda d: f"{d['p50']:7.2f} {d['p90']:7.2f} {d['p99']:7.2f}"  # noqa: E731
-                print(f"{label:<24}{r['template_ms']['p50']:12.2f}  {cell(r['search_ms'])}  "
-                      f"{cell(r['runtime_overhead_ms'])}  {cell(r['frame_ms'])}{r['fps']:8.1f}")
+            print("\n".join(format_table(rows)))
             for label, reason in skipped:
                 print(f"{label:<24}skipped: {reason}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -376,7 +376,10 @@ def read_manifest(folder: str, verify: bool = True) -> ExportManifest:
             data = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ExportError(f"{path} is not valid JSON ({err}); {REEXPORT}") from None
-    manifest = manifest_from_dict(data)
+    try:
+        manifest = manifest_from_dict(data)
+    except ExportError as err:
+        raise ExportError(f"{path}: {err}") from None
     if verify:
         for graph in manifest.graphs:
             file = graph_path(folder, graph)

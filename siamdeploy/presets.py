@@ -172,4 +172,5 @@ def get_preset(name: str) -> Preset:
     except KeyError:
         close = difflib.get_close_matches(name, PRESETS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown preset '{name}'.{hint} Known presets: {', '.join(PRESETS)}") from None
+        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+        raise ConfigError(f"unknown preset '{shown}'.{hint} Known presets: {', '.join(PRESETS)}") from None

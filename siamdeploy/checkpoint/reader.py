@@ -44,6 +44,9 @@ def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
         raise CheckpointError(f"checkpoint '{path}' is a folder; pass the .pth/.model file itself")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); download or copy it again")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"'{path}' is not a checkpoint: not a PyTorch file (neither the zip archive nor "
+                              "the pickle that torch.save writes); pass a .pth/.model file saved with torch.save")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except pickle.UnpicklingError as err:
@@ -53,13 +56,32 @@ def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
             raise CheckpointError(
                 f"checkpoint '{path}' contains Python objects beyond tensors and needs full unpickling; "
                 f"{_TRUST_HINT}") from None
-        raise CheckpointError(f"checkpoint '{path}' is not a PyTorch checkpoint ({_short(err)}); "
-                              "pass a .pth/.model file saved with torch.save") from None
+        raise CheckpointError(f"'{path}' is not a checkpoint: not a PyTorch file (its pickle data cannot be "
+                              "read as one); pass a .pth/.model file saved with torch.save") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, KeyError,
             IndexError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"cannot read checkpoint '{path}': it is truncated or not a PyTorch file "
                               f"({_short(err)}); download or copy it again") from None
-    return normalise_state_dict(obj, path), _wrapper_key(obj)
+    state = normalise_state_dict(obj, path)
+    check_finite(state, path)
+    return state, _wrapper_key(obj)
+
+
+def _looks_like_torch_file(path: str) -> bool:
+    """torch.save writes a zip archive (torch >= 1.6), or a pickle (protocol >= 2, first byte 0x80), or
+    (torch < 0.4) a tar archive; anything else is not a checkpoint."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or head[257:262] == b"ustar"
+
+
+def check_finite(state: Mapping[str, torch.Tensor], origin: str = "checkpoint") -> None:
+    """Refuse a state dict with NaN or infinite values, naming the tensors (they would track a constant box)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint '{origin}' has NaN or infinite values in {len(bad)} tensor(s) "
+                              f"({_preview(bad, 3)}); it is corrupt or from a diverged training run: use "
+                              "another checkpoint")
 
 
 def _wrapper_key(obj: Any) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import EngineError, InputError
 
 
 @dataclass
@@ -61,7 +61,9 @@ class Engine(ABC):
     def search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
         """Search crops ``(B, 3, S, S)`` float32 + kernels from :meth:`template` -> outputs."""
         _check_blob(x, "search input", None)
-        return self._search(x, kernels)
+        out = self._search(x, kernels)
+        check_finite_outputs(out.outputs, self.backend)
+        return out
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         """SiamMask: mask logits ``(127, 127)`` float32 at score cell ``(y, x)`` of the last search."""
@@ -79,6 +81,17 @@ class Engine(ABC):
 
     def describe(self) -> str:
         return f"{self.backend} ({self.precision}, {self.device})"
+
+
+def check_finite_outputs(outputs: dict[str, Any], backend: str) -> None:
+    """Raise :class:`EngineError` naming the first numpy output with NaN or infinite values (broken weights or
+    an FP16 overflow would otherwise track a constant box without a word)."""
+    for name, arr in outputs.items():
+        if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise EngineError(f"the {backend} engine's output '{name}' has {bad} NaN or infinite value(s) of "
+                              f"{arr.size}; the weights or the export are broken: check the checkpoint, or "
+                              "export it again")
 
 
 def _check_blob(blob: np.ndarray, what: str, side: int | None) -> None:

@@ -14,32 +14,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import run_cli
+from ..cli import (add_engine_group, add_model_group, add_output_group, check_engine_args, check_model_args,
+                   check_writable_dir, run_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m siamdeploy.eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True, choices=("otb", "got10k", "vot", "lasot"), help="benchmark layout")
-    ap.add_argument("--root", required=True, help="benchmark folder")
-    ap.add_argument("--model", required=True, help="checkpoint (.pth/.model) or export folder (onnxruntime)")
-    ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
-    ap.add_argument("--preset", help="preset id (default: detected from the checkpoint)")
-    ap.add_argument("--backend", default="torch", help="torch (default) | onnxruntime | tensorrt | auto")
-    ap.add_argument("--precision", choices=("fp32", "fp16"),
-                    help="engine precision (default: the backend's, see siamdeploy.load_tracker)")
-    ap.add_argument("--device", help="cpu | cuda | cuda:N")
-    ap.add_argument("--out", help="output folder (default: results/<dataset>/<name>)")
-    ap.add_argument("--name", help="tracker name in tables and plots (default: <model>_<backend>_<precision>)")
-    ap.add_argument("--subset", help="GOT-10k subset folder under the root: train | val | test")
-    ap.add_argument("--vot-year", type=int, default=2018, help="VOT year for the EAO range: 2016, 2017, 2018, 2019")
-    ap.add_argument("--eao-range", type=int, nargs=2, metavar=("LOW", "HIGH"),
-                    help="EAO sequence-length range instead of the year's (for short sequences)")
-    ap.add_argument("--sequences", nargs="+", metavar="NAME", help="evaluate only these sequences")
-    ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
-    ap.add_argument("--trust-checkpoint", action="store_true",
-                    help="allow checkpoints that need full unpickling (runs code from the file)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no per-sequence progress")
+    data = ap.add_argument_group("benchmark")
+    data.add_argument("--dataset", required=True, choices=("otb", "got10k", "vot", "lasot"), help="benchmark layout")
+    data.add_argument("--root", required=True, help="benchmark folder")
+    data.add_argument("--subset", help="GOT-10k subset folder under the root: train | val | test")
+    data.add_argument("--vot-year", type=int, default=2018, help="VOT year for the EAO range: 2016, 2017, 2018, 2019")
+    data.add_argument("--eao-range", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                      help="EAO sequence-length range instead of the year's (for short sequences)")
+    data.add_argument("--sequences", nargs="+", metavar="NAME", help="evaluate only these sequences")
+    add_model_group(ap, model="required", model_help="checkpoint (.pth/.model) or export folder (onnxruntime)")
+    add_engine_group(ap)
+    out = add_output_group(ap, "output folder (default: results/<dataset>/<name>)")
+    out.add_argument("--name", help="tracker name in tables and plots (default: <model>_<backend>_<precision>)")
+    out.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     return ap
 
 
@@ -50,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .runner import evaluate, format_table
 
+    check_engine_args(args)
+    check_model_args(args, args.model)
+    if args.out is not None:
+        check_writable_dir(args.out, "--out")
     report = evaluate(args.dataset, args.root, args.model, config=args.config, preset=args.preset,
                       backend=args.backend, precision=args.precision, device=args.device, out=args.out,
                       name=args.name, subset=args.subset, vot_year=args.vot_year,

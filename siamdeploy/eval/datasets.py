@@ -96,8 +96,14 @@ class BenchmarkSequence:
 
     @property
     def has_groundtruth(self) -> bool:
-        """False when only the first frame is annotated (GOT-10k test subset)."""
-        return bool(np.all(np.isfinite(self.boxes[1:]))) if len(self.boxes) > 1 else True
+        """False when only the first frame is annotated (GOT-10k test subset). A few NaN rows elsewhere do not
+        make a sequence unscored: they are :attr:`unknown_frames`, scored as absent frames."""
+        return bool(np.any(np.all(np.isfinite(self.boxes[1:]), axis=1))) if len(self.boxes) > 1 else True
+
+    @property
+    def unknown_frames(self) -> np.ndarray:
+        """``(T,)`` bool: frames whose ground-truth row is not four finite numbers (NaN in the file)."""
+        return ~np.all(np.isfinite(np.asarray(self.boxes, np.float64)), axis=1)
 
     def regions(self) -> list[np.ndarray]:
         """Per-frame ground-truth regions for VOT overlaps: the polygons if any, else the boxes."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..errors import InputError, SiamDeployError
+from ..errors import InputError
 from ..synthetic.scenes import (ATTRIBUTES, DEFAULT_MIXES, IMAGE_SOURCES, GeneratedSequence,
                                 generate_benchmark_sequence)
 from .datasets import FILE_ORIGIN
@@ -140,7 +140,7 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m siamdeploy.eval.generate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layout", required=True, choices=LAYOUTS + ("all",),
@@ -154,25 +154,32 @@ def main(argv: list[str] | None = None) -> int:
                     help="skimage photographs, procedural textures, or auto (skimage when installed)")
     ap.add_argument("--attributes", help=f"comma-separated subset of {','.join(ATTRIBUTES)} for every sequence "
                                          "(default: a different mix per sequence)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        size = _parse_size(args.size)
-        attrs = [a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes else None
-        layouts = LAYOUTS if args.layout == "all" else (args.layout,)
-        if args.frames < 1:
-            raise InputError(f"--frames must be at least 1, got {args.frames}")
-        if args.sequences < 1:
-            raise InputError(f"--sequences must be at least 1, got {args.sequences}")
-        seqs = [generate_benchmark_sequence(args.seed + k, args.frames, size, attrs, args.images)
-                for k in range(args.sequences)]
-        for layout in layouts:
-            out = os.path.join(args.out, layout) if args.layout == "all" else args.out
-            root = write_layout(seqs, out, layout)
-            print(f"{layout}: {len(seqs)} sequences x {args.frames} frames ({seqs[0].image_source} images) -> {root}")
-    except SiamDeployError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..cli import run_cli
+
+    return run_cli(build_parser(), _generate, argv, quiet=lambda args: False)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ..cli import check_writable_dir
+
+    size = _parse_size(args.size)
+    attrs = [a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes else None
+    layouts = LAYOUTS if args.layout == "all" else (args.layout,)
+    if args.frames < 1:
+        raise InputError(f"--frames must be at least 1, got {args.frames}")
+    if args.sequences < 1:
+        raise InputError(f"--sequences must be at least 1, got {args.sequences}")
+    check_writable_dir(args.out, "--out")
+    seqs = [generate_benchmark_sequence(args.seed + k, args.frames, size, attrs, args.images)
+            for k in range(args.sequences)]
+    for layout in layouts:
+        out = os.path.join(args.out, layout) if args.layout == "all" else args.out
+        root = write_layout(seqs, out, layout)
+        print(f"{layout}: {len(seqs)} sequences x {args.frames} frames ({seqs[0].image_source} images) -> {root}")
     return 0
 
 

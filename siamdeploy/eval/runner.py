@@ -120,13 +120,16 @@ def compute_metrics(kind: str, sequences: Sequence[BenchmarkSequence], results: 
     shift = [np.array([s.origin, s.origin, 0, 0], np.float64) for s in seqs]
     preds = [np.asarray(r, np.float64) + d for (_, r), d in zip(pairs, shift)]
     gts = [s.boxes + d for s, d in zip(seqs, shift)]
+    # frames with a NaN ground-truth row are absent frames: OTB and LaSOT keep them in the denominator and
+    # never count them as a success (IoU 0, no centre), GOT-10k leaves them out like cover == 0
     if kind == "otb":
         return M.otb_metrics(preds, gts, names)
     if kind == "lasot":
-        return M.lasot_metrics(preds, gts, [s.absent for s in seqs], names)
+        return M.lasot_metrics(preds, gts, [s.absent | s.unknown_frames for s in seqs], names)
     if kind == "got10k":
-        return M.got10k_metrics(preds, gts, [s.cover if s.cover is not None else ~s.absent for s in seqs],
-                                [s.image_size for s in seqs], names)
+        covers = [np.where(s.unknown_frames, 0, s.cover if s.cover is not None else (~s.absent).astype(int))
+                  for s in seqs]
+        return M.got10k_metrics(preds, gts, covers, [s.image_size for s in seqs], names)
     raise ValueError(f"unknown dataset kind '{kind}'")
 
 
@@ -205,6 +208,14 @@ def evaluate_tracker(dataset: Dataset, tracker: TrackerLike, name: str, out_dir:
     }
     if report["metrics"] is None:
         report["note"] = "no ground truth after the first frame (GOT-10k test subset?): results written, not scored"
+    elif dataset.kind != "vot":
+        unknown = {s.name: int(s.unknown_frames[1:].sum()) for s in seqs if s.has_groundtruth}
+        unknown = {k: v for k, v in unknown.items() if v}
+        if unknown:
+            shown = ", ".join(f"{k} ({v})" for k, v in list(unknown.items())[:5])
+            report["note"] = (f"{sum(unknown.values())} frame(s) have no ground truth (NaN rows) in "
+                              f"{len(unknown)} sequence(s): {shown}{' ...' if len(unknown) > 5 else ''}; "
+                              "scored as absent frames")
     if out_dir:
         report["results_dir"] = os.path.abspath(out_dir)
         table = format_table(dataset.kind, {name: report})

@@ -9,24 +9,25 @@ import logging
 import os
 import sys
 
-from ..cli import run_cli
+from ..cli import add_model_group, add_output_group, check_model_args, check_writable_dir, run_cli
 from ..errors import ExportError
 from ..manifest import is_export_folder
+from .opset import check_opset
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m siamdeploy.export", description=__doc__)
     ap.add_argument("checkpoint", help="checkpoint file (.pth / .model) from pysot, DaSiamRPN, siamfc-pytorch, ...; "
                                        "with --engine also an existing export folder (then only the engines are built)")
-    ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
-    ap.add_argument("--preset", help="preset id (default: detected from the checkpoint)")
-    ap.add_argument("--out", help="output folder (default: export/<preset>-<checkpoint sha256[:8]>)")
+    add_model_group(ap, model="none")
+    out = add_output_group(ap, "output folder (default: export/<preset>-<checkpoint sha256[:8]>); must not exist "
+                               "yet, or hold an earlier export and --force be given")
+    out.add_argument("--force", action="store_true",
+                     help="replace an existing export folder at --out (never anything else)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "both"),
                     help="fp16: backbone/neck FP16, correlation/heads/I-O FP32 (FP32 graphs are always written)")
-    ap.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ap.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..20 (default 17)")
     ap.add_argument("--no-validate", action="store_true", help="skip the comparison against PyTorch")
-    ap.add_argument("--trust-checkpoint", action="store_true",
-                    help="allow checkpoints that need full unpickling (runs code from the file)")
     ap.add_argument("--engine", action="store_true",
                     help="also build TensorRT engines (needs tensorrt + cuda-python and a CUDA GPU)")
     ap.add_argument("--engine-precision", default="fp16", choices=("fp16", "fp32"),
@@ -41,31 +42,64 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(build_parser(), _export, argv)
 
 
+def _check_args(args: argparse.Namespace, is_export: bool) -> None:
+    """Every flag checked before a checkpoint is read or a file written."""
+    from ..fsutil import check_export_destination
+
+    if args.workspace_mb is not None and args.workspace_mb <= 0:
+        raise ExportError(f"--workspace-mb must be a positive number of MiB, got {args.workspace_mb}")
+    if args.engine_dir is not None:
+        check_writable_dir(args.engine_dir, "--engine-dir")
+    if is_export:
+        if args.out is not None:
+            raise ExportError("--out does not apply to an existing export folder (only --engine builds there); "
+                              "drop --out")
+        check_model_args(args, args.checkpoint)
+        return
+    if args.out is not None:
+        check_export_destination(args.out, force=args.force)
+        check_writable_dir(os.path.dirname(os.path.abspath(args.out)), "--out")
+    if args.config is not None and args.preset is not None:
+        raise ExportError("give either --config or --preset, not both")
+    check_model_args(args, None)
+    check_opset(args.opset)
+    if args.preset is not None:
+        from ..presets import get_preset
+
+        get_preset(args.preset)
+
+
 def _export(args: argparse.Namespace) -> int:
+    is_export = is_export_folder(args.checkpoint)
+    _check_args(args, is_export)
     if args.engine:  # fail before any work when TensorRT cannot be had
         from ..engine.trt_build import import_cudart, import_tensorrt
 
         import_tensorrt()
         import_cudart()
-    if is_export_folder(args.checkpoint):
+    if is_export:
         if not args.engine:
             raise ExportError(f"'{args.checkpoint}' is already an export folder; pass --engine to build TensorRT "
                               "engines from it")
         _print_engines(_build_engines(args, args.checkpoint))
         return 0
     from ..checkpoint import load_model
+    from ..fsutil import check_export_destination
     from ..manifest import sha256_file
     from .exporter import export_model
 
     loaded = load_model(args.checkpoint, config=args.config, preset=args.preset,
                         allow_unsafe_pickle=args.trust_checkpoint)
     out = args.out or os.path.join("export", f"{loaded.preset.name}-{sha256_file(loaded.path)[:8]}")
+    check_export_destination(out, force=args.force)
+    check_writable_dir(os.path.dirname(os.path.abspath(out)), "--out")
     precision = args.precision
     if args.engine and args.engine_precision == "fp16" and precision == "fp32":
         logging.getLogger("siamdeploy.export").info("also exporting the FP16 graphs: the TensorRT FP16 build "
                                                     "needs them")
         precision = "both"
-    result = export_model(loaded, out, precision=precision, opset=args.opset, validate=not args.no_validate)
+    result = export_model(loaded, out, precision=precision, opset=args.opset, validate=not args.no_validate,
+                          progress=not args.quiet, overwrite=args.force)
     built = _build_engines(args, result.folder) if args.engine else None
     print(f"exported {loaded.preset.name} to {result.folder}:")
     for graph in result.manifest.graphs:

@@ -44,10 +44,18 @@ def _check_agrees(folder: str, manifest: ExportManifest, wanted: Preset | None) 
     if wanted is None or preset_fingerprint(wanted) == preset_fingerprint(manifest.preset):
         return
     what = (f"preset '{wanted.name}'" if wanted.name != manifest.preset.name else
-            f"tracker parameters other than those of its preset '{manifest.preset.name}'")
-    raise ConfigError(f"export folder '{folder}' was exported for preset '{manifest.preset.name}' with its own "
-                      f"parameters, but {what} was asked for; drop --config/--preset, or pass the checkpoint so "
-                      "it is exported with them")
+            "config (other tracker parameters than the export's)")
+    raise ConfigError(f"the requested {what} disagrees with export folder '{folder}', which was exported for preset "
+                      f"'{manifest.preset.name}'; drop --config/--preset (an export carries its own tracker "
+                      "parameters), or pass the checkpoint so it is exported with them")
+
+
+def check_agrees(folder: str, config: str | None, preset: object) -> ExportManifest:
+    """Read ``folder``'s manifest (schema checked, files not hashed) and refuse a ``config``/``preset`` that
+    describes another tracker than the one it was exported for."""
+    manifest = read_manifest(folder, verify=False)
+    _check_agrees(folder, manifest, _requested_preset(config, preset))
+    return manifest
 
 
 def ensure_export(model_path: str, precision: str, config: str | None = None, preset: object = None,

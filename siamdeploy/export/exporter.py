@@ -10,7 +10,6 @@ import datetime as _dt
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 
@@ -26,15 +25,15 @@ except ImportError:  # the CLI turns this into one line
 from .. import __version__
 from ..checkpoint import LoadedModel
 from ..families import family_of
-from ..fsutil import replace_dir
+from ..fsutil import check_export_destination, make_temp_dir, replace_dir, sweep_stale_temp_dirs
+from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo, is_export_folder,
+                        sha256_file, write_manifest)
 from .fp16 import convert_mixed_fp16
 from .graphs import GraphSpec, TensorSpec, plan_graphs, search_sizes
-from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo, sha256_file,
-                        write_manifest)
+from .opset import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
 # onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: docs/export.md#onnx-ir-version)
 MAX_IR_VERSION = 10
 
@@ -92,20 +91,32 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
 
 
 def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
-                 validate: bool = True, progress: bool = True) -> ExportResult:
+                 validate: bool = True, progress: bool = True, overwrite: bool = True) -> ExportResult:
     """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
     ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
 
+    ``out_dir`` must not exist, or be an existing siamdeploy export folder (replaced only with
+    ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
     precision: ``fp32`` | ``fp16`` | ``both`` (fp16 = backbone/neck in FP16, the rest FP32; the FP32 graphs
-    are always written as the reference). Raises :class:`ExportError` when validation fails.
+    are always written as the reference). opset: ONNX opset, :data:`MIN_OPSET`..:data:`MAX_OPSET`.
+    Raises :class:`ExportError` when validation fails.
     """
     if precision not in ("fp32", "fp16", "both"):
         raise ExportError(f"precision must be fp32, fp16 or both, got '{precision}'")
+    check_opset(opset)
     preset = loaded.preset
+    check_export_destination(out_dir, force=overwrite)
     out_dir = os.path.abspath(out_dir)
+    source = os.path.realpath(loaded.path)
+    if source.startswith(os.path.realpath(out_dir).rstrip(os.sep) + os.sep):
+        raise ExportError(f"the checkpoint '{loaded.path}' lies inside the export destination '{out_dir}'; "
+                          "replacing it would delete the checkpoint: pass another --out")
     parent = os.path.dirname(out_dir)
+    name = os.path.basename(out_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    for stale in sweep_stale_temp_dirs(parent, name):
+        log.info("removed %s, left by an export that was killed", stale)
+    tmp = make_temp_dir(parent, name)
     try:
         ckpt_sha = sha256_file(loaded.path)
         metadata = {"siamdeploy_version": __version__, "preset": preset.name, "family": preset.track.tracker,
@@ -153,7 +164,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             report = validate_export(loaded, tmp, variants)
             manifest = manifest.with_validation(report)
             write_manifest(tmp, manifest)
-        replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir, replaceable=is_export_folder, keep_existing=not overwrite)
         return ExportResult(out_dir, manifest, report)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

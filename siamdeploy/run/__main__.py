@@ -12,8 +12,12 @@ import logging
 import os
 import sys
 
-from ..cli import run_cli
+from ..cli import (add_engine_group, add_model_group, add_output_group, attach_negative_values, check_distinct,
+                   check_engine_args, check_model_args, check_output_file, check_writable_dir, clip, run_cli)
 from ..errors import InputError
+
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,31 +25,51 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", nargs="?", default="demo",
                     help="demo | camera | camera:N | VIDEO | IMAGE_FOLDER (default: demo)")
-    ap.add_argument("--model", help="checkpoint (.pth/.model) or export folder; default: a seeded random-weight model")
-    ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
-    ap.add_argument("--preset", help="preset id (see siamdeploy.PRESETS); default: detected from the checkpoint")
-    ap.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime", "tensorrt"),
-                    help="inference backend (default: torch); onnxruntime/tensorrt take an export folder or a "
-                         "checkpoint (exported once into a cache); auto picks the fastest available")
-    ap.add_argument("--precision", default=None, choices=("fp32", "fp16"),
-                    help="engine precision (default: fp16 for tensorrt, fp32 otherwise)")
-    ap.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
+    add_model_group(ap, model_help="checkpoint (.pth/.model) or export folder; default: a seeded random-weight model")
+    add_engine_group(ap)
     ap.add_argument("--init", action="append", metavar="X,Y,W,H",
-                    help="initial box on the first frame (0-based pixels); repeat for several targets")
-    ap.add_argument("--out", default=None, help="output folder (default: runs/<source name>)")
-    ap.add_argument("--save", help="annotated video path (default: <out>/annotated.mp4); 'none' to skip")
-    ap.add_argument("--results", help="results file, one x,y,w,h per frame (default: <out>/results.txt)")
+                    help="initial box on the first frame (0-based pixels); repeat for several targets; a "
+                         "negative x works as given (--init -5,10,40,40)")
     ap.add_argument("--frames", type=int, default=60, help="demo length in frames (default: 60)")
-    ap.add_argument("--trust-checkpoint", action="store_true",
-                    help="allow checkpoints that need full unpickling (runs code from the file)")
     ap.add_argument("--no-display", action="store_true",
                     help="headless: no window (also automatic when no display is available)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    out = add_output_group(ap, "output folder (default: runs/<source name>)")
+    out.add_argument("--save", help="annotated video path (default: <out>/annotated.mp4); 'none' to skip")
+    out.add_argument("--results", help="results file, one x,y,w,h per frame, plus the 8 polygon numbers for "
+                                       "SiamMask (default: <out>/results.txt)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(build_parser(), _run, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_cli(build_parser(), _run, attach_negative_values(argv, ("--init",)), quiet=lambda args: False)
+
+
+def _outputs(args: argparse.Namespace, source_name: str) -> tuple[str, str | None]:
+    """The results and video paths, checked before any work: not a folder, creatable, and never the source,
+    the model, the config or each other."""
+    out_dir = args.out or os.path.join("runs", source_name)
+    if args.out is not None:
+        check_writable_dir(args.out, "--out")
+    video = None if (args.save or "").lower() == "none" else (args.save or os.path.join(out_dir, "annotated.mp4"))
+    results = args.results or os.path.join(out_dir, "results.txt")
+    protected = {"the source": args.source if os.path.exists(args.source) else None,
+                 "the model": args.model, "the config": args.config}
+    if os.path.isdir(args.source):  # an image folder: never one of its images
+        from ..images import IMAGE_EXTENSIONS
+
+        for flag, path in (("--results", results), ("--save", video)):
+            if path and os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS) and os.path.samefile(
+                    os.path.dirname(os.path.abspath(path)), args.source):
+                protected[f"an input image of '{args.source}'"] = path
+    check_output_file(results, "--results", protected)
+    if video is not None:
+        check_output_file(video, "--save", protected)
+        if not video.lower().endswith(VIDEO_EXTENSIONS):
+            raise InputError(f"--save '{clip(video)}' is not a video path; end it in "
+                             f"{', '.join(VIDEO_EXTENSIONS)}, or pass --save none")
+    check_distinct([("--results", results), ("--save", video)])
+    return results, video
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -57,15 +81,18 @@ def _run(args: argparse.Namespace) -> int:
     inits = [parse_box(t) for t in args.init or []]
     if args.frames < 2:
         raise InputError("--frames must be at least 2")
+    check_engine_args(args)
+    check_model_args(args, args.model)
     display = None
-    if not args.no_display:
-        reason = display_unavailable_reason()
-        if reason is None:
-            display = TkDisplay("siamdeploy - q quit, r re-select, space pause")
-        else:
-            logging.getLogger("siamdeploy.run").info("no window (%s): running headless", reason)
     source = open_source(args.source, demo_frames=args.frames)
     try:
+        results, video = _outputs(args, source.name)
+        if not args.no_display:
+            reason = display_unavailable_reason()
+            if reason is None:
+                display = TkDisplay("siamdeploy - q quit, r re-select, space pause")
+            else:
+                logging.getLogger("siamdeploy.run").info("no window (%s): running headless", reason)
         if not inits and source.ground_truth is not None:
             inits = [tuple(float(v) for v in source.ground_truth[0])]
         if not inits and display is None:
@@ -79,10 +106,14 @@ def _run(args: argparse.Namespace) -> int:
                 return prototype
             return make_tracker(prototype.engine, prototype.params, prototype.name)
 
-        out_dir = args.out or os.path.join("runs", source.name)
-        video = None if (args.save or "").lower() == "none" else (args.save or os.path.join(out_dir, "annotated.mp4"))
-        results = args.results or os.path.join(out_dir, "results.txt")
-        summary = run_tracking(source, new_tracker, inits, results, video, progress=not args.quiet, display=display)
+        try:
+            summary = run_tracking(source, new_tracker, inits, results, video, progress=not args.quiet,
+                                   display=display)
+        except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: outputs are closed; say what was saved
+            partial = getattr(err, "summary", None)
+            if partial is not None:
+                print("\n".join(partial.lines()))
+            raise
     except BaseException:
         source.close()
         raise
@@ -107,14 +138,21 @@ def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime
     if args.backend not in ("torch", "auto"):
         raise InputError("the random-weight demo model runs on the torch backend; for other backends pass "
                          "--model CHECKPOINT_OR_EXPORT_FOLDER")
+    import torch
+
     from ..engine.torch_engine import TorchEngine
     from ..models.random_init import random_model
 
     preset = get_preset(args.preset or "siamrpn_alex_dwxcorr")
+    on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if args.precision == "fp16" and not on_cuda:  # checked before the model is built
+        raise InputError("--precision fp16 on the torch backend (the random-weight demo model) needs a CUDA "
+                         "device; drop --precision or pass --device cuda on a GPU machine")
     logging.getLogger("siamdeploy.run").warning(
         "no --model given: using a seeded random-weight %s model with calibrated BatchNorm (no trained weights "
         "ship with siamdeploy), so it will not follow the target like a trained tracker", preset.name)
-    return make_tracker(TorchEngine(random_model(preset, seed=0), args.device), preset.track, preset.name)
+    engine = TorchEngine(random_model(preset, seed=0), args.device, precision=args.precision or "fp32")
+    return make_tracker(engine, preset.track, preset.name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""The latency benchmark's table: every header sits over its own column."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "latency.py")
+
+
+@pytest.fixture(scope="module")
+def latency():
+    spec = importlib.util.spec_from_file_location("latency_benchmark", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ends(line: str) -> list[int]:
+    return [m.end() for m in re.finditer(r"\S+", line)]
+
+
+def test_headers_over_their_columns(latency) -> None:
+    def stats(v: float) -> dict[str, float]:
+        return {"p50": v, "p90": v * 1.5, "p99": v * 20}
+
+    rows = {"torch (fp32, cpu)": {"template_ms": stats(3.2), "search_ms": stats(12.3),
+                                  "runtime_overhead_ms": stats(1.1), "frame_ms": stats(15.0), "fps": 66.1},
+            "onnxruntime (fp16, cuda:0) long label": {
+                "template_ms": stats(2.2), "search_ms": stats(1222.3), "runtime_overhead_ms": stats(0.1),
+                "frame_ms": stats(1225.0), "fps": 8.1}}
+    top, sub, rule, *body = latency.format_table(rows)
+    assert len({len(top), len(sub), len(rule), *map(len, body)}) == 1, "every line has the same width"
+    header_ends = _ends(sub)[1:]  # after 'backend': template p50, 3 x (p50 p90 p99), FPS
+    assert len(header_ends) == 11
+    for line in body:
+        label_end = len(next(label for label in rows if line.startswith(label)))
+        value_ends = [e for e in _ends(line) if e > label_end]
+        assert value_ends == header_ends, line
+    for title in ("search", "runtime overhead", "frame"):  # group titles centred over their three columns
+        start = top.index(title)
+        assert any(start >= e - 24 and start + len(title) <= e for e in header_ends[3::3])
