@@ -110,15 +110,15 @@ def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], 
         runnable.append(("onnxruntime tensorrt-ep", lambda: OnnxRuntimeEngine(folder, "fp32", "tensorrt")))
     else:
         skipped.append(("onnxruntime tensorrt-ep", "onnxruntime has no TensorrtExecutionProvider"))
-    from siamdeploy.engine.trt_build import probe
+    from siamdeploy.tensorrt.device import probe
 
     trt_ok, reason = probe()
     if trt_ok:
-        from siamdeploy.engine.tensorrt_engine import TensorRTEngine
+        from siamdeploy.tensorrt import load_engine
 
         for precision in ("fp32", "fp16"):
             runnable.append((f"tensorrt {precision}",
-                             lambda p=precision: TensorRTEngine(folder, precision=p, cache_root=workdir)))
+                             lambda p=precision: load_engine(folder, precision=p, cache_root=workdir)))
     else:
         skipped.append(("tensorrt fp32/fp16", reason))
     return runnable, skipped

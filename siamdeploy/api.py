@@ -95,20 +95,21 @@ def _cached_export(path: str, config: object, preset: object, allow_unsafe_pickl
 
 def _tensorrt_tracker(path: str, config: object, preset: object, device: str | None, allow_unsafe_pickle: bool,
                       precision: str) -> Tracker:
-    from .engine import trt_build, trt_cache
-    from .engine.tensorrt_engine import TensorRTEngine
     from .export.manifest import preset_from_dict
+    from .tensorrt import cache as trt_cache
+    from .tensorrt import device as trt_device
+    from .tensorrt import load_engine
 
-    trt_build.import_tensorrt()  # fail early with the install hint, before any export
-    trt_build.import_cudart()
+    trt_device.import_tensorrt()  # fail early with the install hint, before any export
+    trt_device.import_cudart()
     if _is_export_folder(path):
         folder, root = path, trt_cache.default_root()
     else:  # a checkpoint: its export and engines live in the user cache
         # the FP16 build needs the mixed-precision graphs (strongly typed) or their fp32_nodes list (pins)
         folder = _cached_export(path, config, preset, allow_unsafe_pickle, "fp16")
         root = os.environ.get(trt_cache.ENV_ROOT) or os.path.join(default_cache_dir(), "engines")
-    engine = TensorRTEngine(folder, precision=precision, device=device, cache_root=root)
-    chosen = preset_from_dict(engine.manifest["preset"])
+    engine = load_engine(folder, precision=precision, device=device, cache_root=root)
+    chosen = preset_from_dict(dict(engine.manifest.preset))
     return make_tracker(engine, chosen.track, chosen.name)
 
 
@@ -129,12 +130,12 @@ def _auto_tracker(path: str, config: object, preset: object, device: str | None,
             return None
 
     def tensorrt() -> Tracker | None:
-        from .engine import trt_build
+        from .tensorrt import device as trt_device
 
         if device == "cpu":
             skipped.append(("tensorrt", "device='cpu' was asked for"))
             return None
-        ok, why = trt_build.probe(device)
+        ok, why = trt_device.probe(device)
         if not ok:
             skipped.append(("tensorrt", why))
             return None

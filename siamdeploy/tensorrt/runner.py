@@ -1,7 +1,12 @@
-"""The TensorRT engine: runs the plans of an engine-cache entry with TensorRT + cuda-python, no torch.
+"""The TensorRT engine: runs the built plans of an engine-cache entry with TensorRT + cuda-python, no torch.
+
+It never builds: :func:`siamdeploy.tensorrt.build.ensure_engines` finds or builds the plans,
+``TensorRTEngine(entry, manifest)`` loads them (:func:`siamdeploy.tensorrt.load_engine` does both).
 
 - Named-tensor API (TensorRT >= 8.5; the only one from 10.0): ``num_io_tensors`` / ``get_tensor_name``,
-  ``set_tensor_address``, ``execute_async_v3`` on one CUDA stream.
+  ``set_tensor_address``, ``execute_async_v3(stream_handle)`` on one CUDA stream. The stream is passed as
+  its integer handle (``int(cudaStream_t)``), as NVIDIA's Polygraphy runner does
+  (``tools/Polygraphy/polygraphy/backend/trt/runner.py``: ``execute_async_v3(self.stream.ptr)``).
 - Every device buffer is allocated once, at load (``cudaMalloc``); the search input and the head outputs have
   pinned host twins (``cudaMallocHost``) for the asynchronous copies.
 - Template kernels stay on the device between frames: the template engine writes them into a *kernel slot*
@@ -9,13 +14,14 @@
   takes a slot (several trackers can share one engine); the slot returns to a free list when the tracker
   drops its kernels.
 - Optional CUDA-graph replay of the search engine (``cuda_graph=True``): the first frame of each search size
-  and slot runs normally, then ``execute_async_v3`` is captured on the stream once and later frames are one
-  ``cudaGraphLaunch``. If capture fails the engine says so and runs without graphs.
+  and slot runs normally (TensorRT wants one plain enqueue before capture, to flush deferred updates), then
+  ``execute_async_v3`` is captured on the stream once (``cudaStreamCaptureModeThreadLocal``, as NVIDIA's
+  ``samples/common/sampleDevice.h`` does) and later frames are one ``cudaGraphLaunch``. If capture fails the
+  engine says so and runs without graphs.
 - SiamMask refine: the ``f0/f1/f2/mask_corr`` outputs are copied to (pinned) host memory, cropped in numpy at
   the chosen cell exactly like the onnxruntime engine, and fed to the refine engine.
 
-``tensorrt`` and ``cuda-python`` (``cuda.bindings.runtime``, else the older ``cuda.cudart``) are imported
-lazily; without them construction raises a one-line :class:`~siamdeploy.errors.DependencyError`.
+``close()`` frees everything (also on garbage collection); the engine is a context manager.
 """
 from __future__ import annotations
 
@@ -28,10 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.base import Engine, SearchOutput, crop_refine_inputs_np
 from ..errors import EngineError, InputError
-from . import trt_build
-from .base import Engine, SearchOutput, crop_refine_inputs_np
-from .trt_cache import CacheEntry
+from . import device as _device
+from .cache import CacheEntry
+from .inspection import realised_precision
+from .manifest_view import ManifestView, as_view
+from .network import make_logger
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,7 @@ class _Cuda:
         self.rt = cudart
 
     def __call__(self, name: str, *args: Any) -> Any:
-        return trt_build.cuda_check(getattr(self.rt, name)(*args), name, self.rt)
+        return _device.cuda_check(getattr(self.rt, name)(*args), name, self.rt)
 
     def host_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, np.ndarray]:
         """Pinned host memory as a numpy array (pointer kept for cudaFreeHost)."""
@@ -124,47 +133,41 @@ class _Extras:
 
 
 class TensorRTEngine(Engine):
-    """An :class:`Engine` over TensorRT plans built from an export folder.
+    """An :class:`Engine` over the built TensorRT plans of a cache entry.
 
-    ``TensorRTEngine(folder, precision="fp16")`` builds the engines into the cache (or reuses them: see
-    :mod:`.trt_cache`) and loads them. device: ``cuda`` / ``cuda:N``. cuda_graph: replay the search engine
-    as a CUDA graph. rebuild=False: refuse stale or missing engines instead of building.
-    ``precision`` afterwards says what the engine inspector reported (``fp16``, ``fp32`` or ``unverified``).
+    ``TensorRTEngine(entry, manifest)``: ``entry`` from :func:`~siamdeploy.tensorrt.build.ensure_engines` or
+    :func:`~siamdeploy.tensorrt.cache.lookup`; ``manifest`` the export's manifest (or its
+    :class:`~siamdeploy.tensorrt.manifest_view.ManifestView`). device: ``cuda`` / ``cuda:N``. cuda_graph:
+    replay the search engine as a CUDA graph. ``precision`` afterwards says what the engine inspector
+    reported (``fp16``, ``fp32``, ``int8`` or ``<requested> (unverified)``).
     """
 
     backend = "tensorrt"
 
-    def __init__(self, folder: str, precision: str = "fp16", device: str | None = None, cuda_graph: bool = False,
-                 cache_root: str | None = None, rebuild: bool = True,
-                 options: trt_build.BuildOptions | None = None, verify: bool = True) -> None:
-        trt_build.import_tensorrt()  # one-line install hints before any work
-        trt_build.import_cudart()
-        from ..export.manifest import read_manifest
+    def __init__(self, entry: CacheEntry, manifest: ManifestView | Mapping[str, Any], device: str | None = None,
+                 cuda_graph: bool = False) -> None:
+        self._closed = True
+        _device.import_tensorrt()  # one-line install hints before any work
+        _device.import_cudart()
+        self._setup(entry, as_view(manifest), device, cuda_graph, str(entry.sidecar.get("precision", "fp16")))
 
-        manifest = read_manifest(folder, verify=verify)
-        entry = trt_build.ensure_engines(folder, precision, cache_root=cache_root, rebuild=rebuild, options=options,
-                                         device=device, manifest=manifest)
-        self._setup(entry, manifest, device, cuda_graph, precision)
-
-    @classmethod
-    def from_entry(cls, entry: CacheEntry, manifest: Mapping[str, Any], device: str | None = None,
-                   cuda_graph: bool = False) -> "TensorRTEngine":
-        """Load an engine-cache entry that is already known to be valid (see :func:`.trt_cache.lookup`)."""
-        self = cls.__new__(cls)
-        self._setup(entry, manifest, device, cuda_graph, entry.sidecar.get("precision", "fp16"))
+    def __enter__(self) -> "TensorRTEngine":
         return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------------------------------ setup
-    def _setup(self, entry: CacheEntry, manifest: Mapping[str, Any], device: str | None, cuda_graph: bool,
+    def _setup(self, entry: CacheEntry, view: ManifestView, device: str | None, cuda_graph: bool,
                requested: str) -> None:
         self._closed = True
-        trt = trt_build.import_tensorrt()
-        cudart = trt_build.import_cudart()
+        trt = _device.import_tensorrt()
+        cudart = _device.import_cudart()
         self._trt = trt
         self._cuda = _Cuda(cudart)
         self.entry = entry
-        self.manifest = manifest
-        index = trt_build.device_index(device)
+        self.manifest = view
+        index = _device.device_index(device)
         self.device = f"cuda:{index}"
         self._cuda("cudaSetDevice", index)
         self._owned_device: list[int] = []
@@ -173,22 +176,22 @@ class TensorRTEngine(Engine):
         self._stream = self._cuda("cudaStreamCreate")
         self._stream_handle = int(self._stream)
         self._closed = False
-        self._logger = trt_build._make_logger(trt)
+        self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
-        self.exemplar_size = int(manifest["preset"]["track"]["exemplar_size"])
+        self.exemplar_size = int(view.exemplar_size or 127)
         self.cuda_graph = bool(cuda_graph)
         self.cuda_graph_active = bool(cuda_graph)
         self.summary = str(entry.sidecar.get("precision_summary", ""))
-        realised = trt_build.realised_precision(entry.sidecar)
+        realised = realised_precision(entry.sidecar)
         if requested == "fp16" and realised == "fp32":
             log.warning("the FP16 TensorRT engines in %s have no FP16 layer (TensorRT kept FP32 everywhere); "
                         "reporting them as fp32", entry.path)
         self.precision = realised if realised != "unverified" else f"{requested} (unverified)"
         self.plans: dict[str, _Plan] = {}
         for name, path in entry.engines.items():
-            info = manifest["graphs"][name]["fp32"]
-            self.plans[name] = self._load_plan(name, path, info["role"], info.get("instance_size"))
-        self.kernel_names = [t["name"] for t in manifest["graphs"]["template"]["fp32"]["outputs"]]
+            info = view.graphs[name]["fp32"]
+            self.plans[name] = self._load_plan(name, path, info.role, info.instance_size)
+        self.kernel_names = list(view.kernel_names)
         self.search_by_size = {p.instance_size: p.name for p in self.plans.values() if p.role == "search"}
         self._check_signatures()
         self._allocate()
@@ -324,6 +327,7 @@ class TensorRTEngine(Engine):
             log.warning("TensorRT could not be captured into a CUDA graph for the %s engine; running without graphs",
                         plan.name)
             return None
+        # cuda-python >= 12 (runtime API of CUDA 12/13): cudaGraphInstantiate(graph, flags) -> (err, graphExec)
         graph_exec = self._cuda("cudaGraphInstantiate", graph, 0)
         self._cuda("cudaGraphDestroy", graph)
         self._graph_execs.append(graph_exec)
