@@ -17,7 +17,7 @@ from . import cache
 from . import device as _device
 from .inspection import layer_precisions, realised_precision
 from .manifest_view import ManifestView, read_view
-from .network import BuildOptions, builder_config, make_logger, make_progress, parse_onnx
+from .network import BuildOptions, attach_progress, builder_config, make_logger, parse_onnx
 from .versions import check_version, parse_version
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def _build_one(trt: Any, builder: Any, logger: Any, onnx_file: str, options: dic
     if timing_cache is not None and not config.set_timing_cache(timing_cache, False):
         log.warning("the timing cache %s does not fit this GPU/TensorRT; building without it", timing_path)
     if version[0] >= 10:
-        config.progress_monitor = make_progress(trt, label)
+        attach_progress(trt, config, label)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineError(f"TensorRT {trt.__version__} failed to build {onnx_file}: "

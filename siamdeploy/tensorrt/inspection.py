@@ -54,13 +54,13 @@ def layer_precisions(info: str | Mapping[str, Any], fp32_nodes: Iterable[str] = 
     layers = []
     counts = {"fp16": 0, "fp32": 0, "mixed": 0, "other": 0}
     violations = []
-    detailed = bool(raw) and all(isinstance(layer, Mapping) for layer in raw)
-    for layer in raw:
-        if not isinstance(layer, Mapping):  # LAYER_NAMES_ONLY: a plain name
-            layers.append({"name": str(layer), "type": "?", "precision": "other"})
+    detailed = bool(raw) and all(isinstance(record, Mapping) for record in raw)
+    for record in raw:
+        if not isinstance(record, Mapping):  # LAYER_NAMES_ONLY: a plain name
+            layers.append({"name": str(record), "type": "?", "precision": "other"})
             counts["other"] += 1
             continue
-        tensors = list(layer.get("Inputs", []) or []) + list(layer.get("Outputs", []) or [])
+        tensors = list(record.get("Inputs", []) or []) + list(record.get("Outputs", []) or [])
         found = {tensor_precision(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, Mapping)}
         found.discard(None)
         floats = found & {"fp16", "fp32", "bf16"}
@@ -68,12 +68,12 @@ def layer_precisions(info: str | Mapping[str, Any], fp32_nodes: Iterable[str] = 
             precision = "int8"
         else:
             precision = next(iter(floats)) if len(floats) == 1 else ("mixed" if floats else "other")
-        name = str(layer.get("Name", "?"))
+        name = str(record.get("Name", "?"))
         if precision == "int8":
             counts["int8"] = counts.get("int8", 0) + 1
         else:
             counts[precision if precision in counts else "mixed"] += 1
-        layers.append({"name": name, "type": str(layer.get("LayerType", "?")), "precision": precision})
+        layers.append({"name": name, "type": str(record.get("LayerType", "?")), "precision": precision})
         tokens = node_tokens(name)
         if fp32 and precision == "fp16" and tokens and all(node_of(t, fp32) for t in tokens):
             violations.append(name)

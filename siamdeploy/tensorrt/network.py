@@ -93,6 +93,12 @@ def make_logger(trt: Any) -> Any:
 
 
 @trt_path(since=(10, 0, 0))
+def attach_progress(trt: Any, config: Any, label: str) -> None:
+    """Log the builder's phases through an ``IProgressMonitor`` (TensorRT >= 10; 8.x has none)."""
+    config.progress_monitor = make_progress(trt, label)
+
+
+@trt_path(since=(10, 0, 0))
 def make_progress(trt: Any, label: str) -> Any:
     """An ``IProgressMonitor`` that logs the builder's top-level phases (TensorRT >= 10)."""
 

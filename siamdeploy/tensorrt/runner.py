@@ -242,8 +242,8 @@ class TensorRTEngine(Engine):
         self._owned_device.append(ptr)
         return ptr
 
-    def _host(self, tensor: _Tensor) -> np.ndarray:
-        ptr, arr = self._cuda.host_array(tensor.shape, tensor.dtype)
+    def _host(self, io: _Tensor) -> np.ndarray:
+        ptr, arr = self._cuda.host_array(io.shape, io.dtype)
         self._owned_host.append(ptr)
         return arr
 
