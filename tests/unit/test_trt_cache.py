@@ -869,3 +869,27 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
     assert "onnxruntime (cpu): the onnxruntime backend needs onnxruntime" in caplog.text
     with pytest.raises(EngineError, match="no backend.*export folder holds no PyTorch model"):
         siamdeploy.load_tracker(siamfc_export, backend="auto")
+
+
+def test_fake_engine_is_a_context_manager_and_never_builds(siamfc_export, fake_trt, tmp_path) -> None:
+    """The runner loads built plans only: with no entry it is never constructed (load_engine refuses with
+    rebuild=False); as a context manager it frees every buffer and the stream on exit."""
+    from siamdeploy.tensorrt import load_engine
+    from siamdeploy.tensorrt.runner import TensorRTEngine
+
+    trt, cudart = fake_trt
+    root = str(tmp_path / "engines")
+    with pytest.raises(EngineError, match="no TensorRT engines built yet"):
+        load_engine(siamfc_export, cache_root=root, rebuild=False)
+    assert not cudart.device and not cudart.streams
+    entry = _fake_entry(siamfc_export, root)
+    with TensorRTEngine(entry, trt_cache_view(siamfc_export)) as engine:
+        engine.template(np.zeros((1, 3, 127, 127), np.float32))
+        assert cudart.device and cudart.streams
+    assert not cudart.device and not cudart.host and not cudart.streams
+
+
+def trt_cache_view(folder: str):  # noqa: ANN201 - a ManifestView
+    from siamdeploy.tensorrt.manifest_view import read_view
+
+    return read_view(folder)
