@@ -20,6 +20,10 @@ A name counts as present when it occurs in the string table followed by a NUL by
 string into the tail of a longer one (``INT8`` inside ``UINT8``), so a short name that is the tail of another
 string cannot be proven absent; every name the version rules hinge on (``FP16``, ``STRONGLY_TYPED``,
 ``OBEY_PRECISION_CONSTRAINTS``, ``set_output_type``, ``EXPLICIT_BATCH``) is decided exactly.
+
+3. :func:`collect_cuda_calls` / :func:`cuda_signatures` / :func:`cuda_mismatches` do the same for the
+   cuda-python runtime calls (name and number of positional arguments, from the signatures in the
+   ``cuda-bindings`` wheels' docstrings).
 """
 from __future__ import annotations
 
@@ -325,3 +329,77 @@ def claimed_without_wheel() -> list[str]:
     covered = {label for label, (since, below) in CLAIMED.items()
                if any(in_range(parse_version(version), since, below) for _, _, version in WHEELS)}
     return [label for label in CLAIMED if label not in covered]
+
+
+# ------------------------------------------------------------------------------------------ cuda-python
+# cuda-python's runtime module (cuda.bindings.runtime, a Cython extension) keeps each function's signature in
+# its docstring (``cudaGraphInstantiate(graph, unsigned long long flags)``), so the number of arguments every
+# call passes can be checked against the published cuda-bindings wheels too.
+CUDA_WHEELS: tuple[tuple[str, str], ...] = (("cuda-bindings", "12.8.0"), ("cuda-bindings", "13.5.0"))
+_CUDA_NAME = re.compile(r"cuda[A-Z]\w*")
+
+
+@dataclass(frozen=True)
+class CudaCall:
+    """A cuda-python runtime call: ``name``, how many positional arguments it passes, where."""
+
+    name: str
+    nargs: int
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+
+def collect_cuda_calls(paths: Iterable[str] | None = None, source: str | None = None) -> list[CudaCall]:
+    """Every runtime call in the TensorRT modules: ``cudart.cudaX(...)`` and the checked form
+    ``self._cuda("cudaX", ...)`` / ``self("cudaX", ...)`` (the name as the first argument)."""
+    out: list[CudaCall] = []
+    files = list(paths) if paths is not None else default_sources()
+    for file in files:
+        text = source if source is not None else open(file, encoding="utf-8").read()
+        for node in ast.walk(ast.parse(text, file)):
+            if not isinstance(node, ast.Call) or any(isinstance(a, ast.Starred) for a in node.args):
+                continue
+            func = node.func
+            if isinstance(func, ast.Attribute) and _CUDA_NAME.fullmatch(func.attr) and isinstance(func.value, ast.Name) \
+                    and func.value.id in ("cudart", "rt"):
+                out.append(CudaCall(func.attr, len(node.args), file, node.lineno))
+            elif node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str) \
+                    and _CUDA_NAME.fullmatch(node.args[0].value):
+                out.append(CudaCall(node.args[0].value, len(node.args) - 1, file, node.lineno))
+        if source is not None:
+            break
+    return sorted(set(out), key=lambda c: (c.file, c.line, c.name))
+
+
+def cuda_signatures(wheel: str) -> dict[str, tuple[int, int]]:
+    """``name -> (required, total)`` positional parameters of every runtime function documented in a
+    ``cuda-bindings`` wheel's ``cuda/bindings/runtime`` extension."""
+    with zipfile.ZipFile(wheel) as zf:
+        member = next((m for m in zf.namelist() if re.fullmatch(r"cuda/bindings/runtime[^/]*\.(so|pyd)", m)), None)
+        if member is None:
+            raise ValueError(f"{wheel} holds no cuda/bindings/runtime extension")
+        data = zf.read(member)
+    found: dict[str, tuple[int, int]] = {}
+    for match in re.finditer(rb"(?<![A-Za-z0-9_])(cuda[A-Z][A-Za-z0-9_]*)\(([^()\n]*)\)\n", data):
+        name = match.group(1).decode()
+        params = [p.strip() for p in match.group(2).decode("ascii", "replace").split(",") if p.strip()]
+        required = sum(1 for p in params if "=" not in p)
+        found.setdefault(name, (required, len(params)))
+    return found
+
+
+def cuda_mismatches(calls: Iterable[CudaCall], signatures: dict[str, tuple[int, int]]) -> list[str]:
+    """One line per call whose function is undocumented in the wheel or takes another number of arguments."""
+    out = []
+    for call in calls:
+        sig = signatures.get(call.name)
+        if sig is None:
+            out.append(f"{call.name} ({call.where}) does not exist")
+        elif not sig[0] <= call.nargs <= sig[1]:
+            want = str(sig[0]) if sig[0] == sig[1] else f"{sig[0]}..{sig[1]}"
+            out.append(f"{call.name} ({call.where}) passes {call.nargs} argument(s), the bindings take {want}")
+    return out

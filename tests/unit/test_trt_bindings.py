@@ -4,7 +4,8 @@ The bindings wheels (``tensorrt-bindings`` 8.6.1, ``tensorrt-cu12-bindings`` 10.
 11.x, about 1.3 MB each) are downloaded with pip into ``$SIAMDEPLOY_TRT_BINDINGS`` (default
 ``~/.cache/siamdeploy/trt-bindings``) on first use; without network the version tests skip with pip's reason.
 The names are collected from the source of ``siamdeploy/tensorrt/`` (see ``siamdeploy.tensorrt.api_names``),
-so a new TensorRT call is checked without touching this file.
+so a new TensorRT call is checked without touching this file. The cuda-python runtime calls are checked the
+same way (name and number of arguments) against ``cuda-bindings`` 12.8.0 and 13.5.0 (about 10 MB each).
 """
 from __future__ import annotations
 
@@ -157,3 +158,41 @@ def test_unmarked_fp16_flag_fails_on_11() -> None:
     assert "TensorRT 11.4.0.106 (tensorrt-cu13-bindings)" in text and "trt.BuilderFlag.FP16  (oops.py:2" in text
     v10 = bindings("tensorrt-cu12-bindings", "10.0.1")
     assert api_names.missing(used, v10) == []
+
+
+# ================================================================================================ cuda-python
+CUDA_SOURCE = '''
+def setup(cudart, self):
+    cudart.cudaSetDevice(0)
+    self._cuda("cudaGraphInstantiate", graph, 0)
+    self("cudaMemcpyAsync", dst, src, n, kind, stream)
+    self._quiet("cudaFree", ptr)
+    log.info("cudaSomething %s", 1)
+    getattr(self.rt, name)(*args)
+'''
+
+
+def test_cuda_call_collector_and_arity() -> None:
+    calls = api_names.collect_cuda_calls(["c.py"], source=CUDA_SOURCE)
+    assert [(c.name, c.nargs, c.line) for c in calls] == [
+        ("cudaSetDevice", 1, 3), ("cudaGraphInstantiate", 2, 4), ("cudaMemcpyAsync", 5, 5), ("cudaFree", 1, 6)]
+    # cuda-python 11.x documented cudaGraphInstantiate(graph, size_t bufferSize) too, but returned the error
+    # node and log as well; CUDA 12 has (graph, flags). A 4-argument call is caught either way:
+    sigs = {"cudaSetDevice": (1, 1), "cudaGraphInstantiate": (2, 2), "cudaMemcpyAsync": (5, 5)}
+    bad = [api_names.CudaCall("cudaGraphInstantiate", 4, "r.py", 9)] + calls
+    assert api_names.cuda_mismatches(bad, sigs) == [
+        "cudaGraphInstantiate (r.py:9) passes 4 argument(s), the bindings take 2", "cudaFree (c.py:6) does not exist"]
+
+
+def test_code_calls_match_runtime_signatures() -> None:
+    calls = api_names.collect_cuda_calls()
+    assert {"cudaGraphInstantiate", "cudaMemcpyAsync", "cudaStreamBeginCapture", "cudaMallocHost"} <= {
+        c.name for c in calls}
+    for package, version in api_names.CUDA_WHEELS:
+        path, why = api_names.fetch_wheel(package, version)
+        if path is None:
+            pytest.skip(why)
+        signatures = api_names.cuda_signatures(path)
+        assert signatures["cudaGraphInstantiate"] == (2, 2), f"{package} {version}"
+        problems = api_names.cuda_mismatches(calls, signatures)
+        assert not problems, f"{package} {version}: " + "; ".join(problems)
