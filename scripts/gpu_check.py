@@ -94,8 +94,8 @@ def nvidia_smi() -> dict[str, Any]:
     query = "name,driver_version,memory.total,compute_cap"
     try:
         proc = subprocess.run([exe, f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True,
-                              timeout=30)
-        head = subprocess.run([exe], capture_output=True, text=True, timeout=30).stdout
+                              timeout=30, check=False)
+        head = subprocess.run([exe], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"available": False, "why": f"nvidia-smi failed: {err}"}
     if proc.returncode != 0:
@@ -111,8 +111,9 @@ def environment() -> dict[str, Any]:
     """Everything the summary names: GPU, driver and library versions (a child process imports them)."""
     env: dict[str, Any] = {"nvidia_smi": nvidia_smi()}
     try:
+        child_env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
         proc = subprocess.run([sys.executable, "-c", ENV_PROBE], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+                              env=child_env, check=False)
         env.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as err:
         env["probe_error"] = str(err)
@@ -186,7 +187,7 @@ def run_step(step: dict[str, Any], out_dir: str, deadline: float) -> dict[str, A
         try:
             proc = subprocess.run(step["cmd"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=limit,
                                   env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                                       "PYTHONUNBUFFERED": "1"})
+                                       "PYTHONUNBUFFERED": "1"}, check=False)
             record.update(status="ok" if proc.returncode == 0 else "failed", returncode=proc.returncode)
         except subprocess.TimeoutExpired:
             record.update(status="timeout", why=f"stopped after {limit:.0f} s (its share of the budget)")

@@ -81,6 +81,11 @@ class UsedName:
         return f"{os.path.basename(self.file)}:{self.line}"
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
 def default_sources() -> list[str]:
     """The modules of :mod:`siamdeploy.tensorrt` (every TensorRT call lives there)."""
     return sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*.py")))
@@ -218,7 +223,7 @@ def collect(paths: Iterable[str] | None = None, source: str | None = None) -> li
     out: list[UsedName] = []
     files = list(paths) if paths is not None else default_sources()
     for file in files or ["<source>"]:
-        text = source if source is not None else open(file, encoding="utf-8").read()
+        text = source if source is not None else _read(file)
         collector = _Collector(file)
         collector.scope(ast.parse(text, file).body, (None, None), set())
         out.extend(collector.found)
@@ -314,7 +319,7 @@ def fetch_wheel(package: str, version: str, folder: str | None = None, timeout: 
         cmd += ["--platform", platform]
     cmd.append(f"{package}=={version}")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
         return None, f"pip download {package}=={version} failed: {err}"
     found = sorted(glob.glob(os.path.join(folder, f"{stem}-{version}-*.whl")))
@@ -359,7 +364,7 @@ def collect_cuda_calls(paths: Iterable[str] | None = None, source: str | None = 
     out: list[CudaCall] = []
     files = list(paths) if paths is not None else default_sources()
     for file in files:
-        text = source if source is not None else open(file, encoding="utf-8").read()
+        text = source if source is not None else _read(file)
         for node in ast.walk(ast.parse(text, file)):
             if not isinstance(node, ast.Call) or any(isinstance(a, ast.Starred) for a in node.args):
                 continue

@@ -19,9 +19,9 @@ from typing import Any
 from .network import node_of
 
 _TOKEN_SPLIT = re.compile(r"[\s+(),\[\]{}]+|\.\.\.")
-_DTYPES = [("fp16", re.compile(r"\b(fp16|half)\b", re.I)), ("bf16", re.compile(r"\b(bf16|bfloat16)\b", re.I)),
-           ("fp32", re.compile(r"\b(fp32|float|float32)\b", re.I)), ("fp8", re.compile(r"\bfp8\b", re.I)),
-           ("int8", re.compile(r"\bint8\b", re.I))]
+_DTYPES = [("fp16", re.compile(r"\b(fp16|half)\b", re.IGNORECASE)), ("bf16", re.compile(r"\b(bf16|bfloat16)\b", re.IGNORECASE)),
+           ("fp32", re.compile(r"\b(fp32|float|float32)\b", re.IGNORECASE)), ("fp8", re.compile(r"\bfp8\b", re.IGNORECASE)),
+           ("int8", re.compile(r"\bint8\b", re.IGNORECASE))]
 
 
 def node_tokens(engine_layer_name: str) -> list[str]:
@@ -61,8 +61,8 @@ def layer_precisions(info: str | Mapping[str, Any], fp32_nodes: Iterable[str] = 
             counts["other"] += 1
             continue
         tensors = list(record.get("Inputs", []) or []) + list(record.get("Outputs", []) or [])
-        found = {tensor_precision(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, Mapping)}
-        found.discard(None)
+        found = {p for p in (tensor_precision(str(t.get("Format/Datatype", ""))) for t in tensors
+                             if isinstance(t, Mapping)) if p is not None}
         floats = found & {"fp16", "fp32", "bf16"}
         if "int8" in found:
             precision = "int8"

@@ -86,6 +86,13 @@ class _Tensor:
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * self.dtype.itemsize
 
+    @property
+    def pinned(self) -> np.ndarray:
+        """The pinned host twin (allocated for every tensor that crosses to or from the host)."""
+        if self.host is None:
+            raise EngineError(f"tensor '{self.name}' has no host buffer (it stays on the device)")
+        return self.host
+
 
 @dataclass
 class _Plan:
@@ -109,12 +116,12 @@ class _Plan:
 class _Kernels:
     """The handle ``template()`` returns: a kernel slot on the device. Dropping it frees the slot."""
 
-    def __init__(self, engine: "TensorRTEngine", slot: int) -> None:
+    def __init__(self, engine: TensorRTEngine, slot: int) -> None:
         self._engine = weakref.ref(engine)
         self.slot = slot
 
     @property
-    def engine(self) -> "TensorRTEngine | None":
+    def engine(self) -> TensorRTEngine | None:
         return self._engine()
 
     def __del__(self) -> None:
@@ -151,7 +158,7 @@ class TensorRTEngine(Engine):
         _device.import_cudart()
         self._setup(entry, as_view(manifest), device, cuda_graph, str(entry.sidecar.get("precision", "fp16")))
 
-    def __enter__(self) -> "TensorRTEngine":
+    def __enter__(self) -> TensorRTEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -192,7 +199,8 @@ class TensorRTEngine(Engine):
             info = view.graphs[name]["fp32"]
             self.plans[name] = self._load_plan(name, path, info.role, info.instance_size)
         self.kernel_names = list(view.kernel_names)
-        self.search_by_size = {p.instance_size: p.name for p in self.plans.values() if p.role == "search"}
+        self.search_by_size = {p.instance_size: p.name for p in self.plans.values()
+                               if p.role == "search" and p.instance_size is not None}
         self._check_signatures()
         self._allocate()
         self._slots: list[dict[str, int]] = []
@@ -288,8 +296,8 @@ class TensorRTEngine(Engine):
             t = plan.tensors[name]
             if tuple(value.shape) != t.shape:
                 raise InputError(f"{plan.name} engine input '{name}' must be {t.shape}, got {tuple(value.shape)}")
-            np.copyto(t.host, value, casting="same_kind")
-            self._cuda.h2d(t.device, t.host, self._stream)
+            np.copyto(t.pinned, value, casting="same_kind")
+            self._cuda.h2d(t.device, t.pinned, self._stream)
 
     def _enqueue(self, plan: _Plan) -> None:
         if not plan.context.execute_async_v3(self._stream_handle):
@@ -304,9 +312,9 @@ class TensorRTEngine(Engine):
         """Copy outputs to their pinned twins and wait; returns the pinned arrays (valid until the next call)."""
         for name in names:
             t = plan.tensors[name]
-            self._cuda.d2h(t.host, t.device, self._stream)
+            self._cuda.d2h(t.pinned, t.device, self._stream)
         self._sync()
-        return {name: plan.tensors[name].host for name in names}
+        return {name: plan.tensors[name].pinned for name in names}
 
     def _capture(self, plan: _Plan) -> Any | None:
         """Capture ``execute_async_v3`` of ``plan`` (current bindings) as a CUDA graph; None if it fails."""
@@ -379,7 +387,7 @@ class TensorRTEngine(Engine):
         if missing:
             self._fetch(plan, missing)
             self._fetched = (extras.seq, done | set(missing))
-        return {n: plan.tensors[n].host for n in names}
+        return {n: plan.tensors[n].pinned for n in names}
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         if "refine" not in self.plans:

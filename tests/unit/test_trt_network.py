@@ -38,7 +38,7 @@ class Tensor:
 
 
 class Layer:
-    def __init__(self, name: str, inputs: list, outputs: list, type: LT = LT.CONVOLUTION) -> None:  # noqa: A002
+    def __init__(self, name: str, inputs: list, outputs: list, type: LT = LT.CONVOLUTION) -> None:
         self.name, self.inputs, self.outputs, self.type = name, inputs, outputs, type
         self.precision = None
         self.output_types: dict[int, DT] = {}
