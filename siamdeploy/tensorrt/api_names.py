@@ -4,7 +4,7 @@ TensorRT itself needs a GPU, but NVIDIA publishes the compiled Python bindings o
 (``tensorrt-bindings`` 8.6, ``tensorrt-cu12-bindings`` 10.x/11.x, ``tensorrt-cu13-bindings`` 11.x). The
 extension module's string table (``tensorrt_bindings/tensorrt.so``) holds every class, method, property and
 enum value name that version registers with pybind11, and the package's ``__init__.py`` adds a few Python
-helpers (``nptype``, ...). So, without TensorRT:
+functions (``nptype``, ...). So, without TensorRT:
 
 1. :func:`collect` parses the TensorRT modules (AST) and lists every attribute used on a TensorRT object:
    chains on the ``trt`` module (``trt.BuilderFlag.FP16``), on objects conventionally named ``builder``,

@@ -8,9 +8,9 @@ versions. By convention TensorRT objects are named ``trt``, ``builder``, ``netwo
 
 Layer names (for pinning): the ONNX parser names the layer of a node after the node and, when that name is
 taken, appends ``_<counter>`` (onnx-tensorrt ``ImporterContext::registerLayer`` / ``generateUniqueName``:
-``basename + "_" + std::to_string(mSuffixCounter)``). Helper layers it adds on its own (casts, broadcasts,
-shape arithmetic) are named ``ONNXTRT_<what>`` with the same suffix rule, and carry no node name: a helper
-whose float inputs all come from pinned layers is pinned with them, so it cannot round an FP32 value to FP16.
+``basename + "_" + std::to_string(mSuffixCounter)``). Auxiliary layers it adds on its own (casts,
+broadcasts, shape arithmetic) are named ``ONNXTRT_<what>`` with the same suffix rule and carry no node name:
+one whose float inputs all come from pinned layers is pinned with them, so it cannot round FP32 to FP16.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .versions import PRECISIONS, Version, resolve_typing, trt_path
 log = logging.getLogger(__name__)
 
 _SUFFIX = re.compile(r"_\d+$")
-HELPER_PREFIX = "ONNXTRT_"
+AUX_PREFIX = "ONNXTRT_"
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_file: str, typing: str,
 
 @trt_path(below=(11, 0, 0))
 def pin_fp32(trt: Any, network: Any, fp32_nodes: Iterable[str]) -> int:
-    """Pin the layers of the FP32 nodes (and the parser's helper layers fed only by them) to FP32: layer
+    """Pin the layers of the FP32 nodes (and the parser's auxiliary ``ONNXTRT_*`` layers fed only by them) to FP32: layer
     precision and every float output type. Weakly typed networks only. Returns how many layers."""
     nodes = set(fp32_nodes)
     floats = (trt.float32, trt.float16)
@@ -197,7 +197,7 @@ def pin_fp32(trt: Any, network: Any, fp32_nodes: Iterable[str]) -> int:
         if not outputs or any(tensor.dtype not in floats for tensor in outputs):
             continue  # shape / index arithmetic: no float precision to pin
         if node_of(layer.name, nodes) is None:
-            if not layer.name.startswith(HELPER_PREFIX):
+            if not layer.name.startswith(AUX_PREFIX):
                 continue
             inputs = []
             for j in range(layer.num_inputs):

@@ -60,7 +60,7 @@ def make_logger(trt):
     class Logger(trt.ILogger):
         def log(self, severity, msg):
             pass
-        def _helper(self):
+        def _private(self):
             pass
     return Logger()
 
@@ -85,7 +85,7 @@ def test_collector_finds_chains_objects_and_aliases() -> None:
         assert chain in used, f"{chain} not collected: {sorted(used)}"
     assert used["trt.BuilderFlag.TF32"].name == "TF32" and used["trt.BuilderFlag.TF32"].line == 7
     for chain in ("network.get_layer(0).name.startswith", "things.context_free_call", "trt.__version__",
-                  "builder._private", "trt.ILogger._helper"):
+                  "builder._private", "trt.ILogger._private"):
         assert chain not in used, f"{chain} must not be collected"
 
 

@@ -1,4 +1,4 @@
-"""The TensorRT network/config step over a fake network: FP32 pinning (incl. the parser's helper layers),
+"""The TensorRT network/config step over a fake network: FP32 pinning (incl. the parser's auxiliary layers),
 creation flags per version, the precision routes (strong, weak FP16, INT8 from Q/DQ only), TF32 off."""
 from __future__ import annotations
 
@@ -91,8 +91,8 @@ class Builder:
 
 
 def siam_network() -> Network:
-    """backbone (FP16 node) -> correlation Conv (FP32 node, two layers) -> a parser cast helper -> head;
-    another helper fed by the backbone, and a shape layer inside the FP32 node."""
+    """backbone (FP16 node) -> correlation Conv (FP32 node, two layers) -> a parser-added cast -> head;
+    another parser-added layer fed by the backbone, and a shape layer inside the FP32 node."""
     x, feat, corr, corr2, cast, head, cast_bb, shape = (Tensor(n) for n in
                                                         ("x", "feat", "corr", "corr2", "cast", "head", "cast_bb", "shape"))
     shape.dtype = DT.INT64
@@ -107,7 +107,7 @@ def siam_network() -> Network:
     ])
 
 
-def test_pin_fp32_pins_nodes_and_their_helpers() -> None:
+def test_pin_fp32_pins_nodes_and_their_auxiliary_layers() -> None:
     trt, net = fake_trt(), siam_network()
     pinned = network.pin_fp32(trt, net, ["/rpn/xcorr/Conv", "/rpn/head/Conv"])
     got = {layer.name: layer.precision for layer in net.layers}
