@@ -6,7 +6,7 @@ manifest becomes a typed object, only :func:`as_view` changes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ExportError
@@ -30,11 +30,12 @@ class GraphFile:
 class ManifestView:
     """graphs: graph name -> precision (``fp32``, ``fp16``, ``int8``) -> :class:`GraphFile`.
     exemplar_size: template crop side in pixels (None when the manifest has no preset).
-    preset: the manifest's preset record, as stored (for the tracker)."""
+    preset: the manifest's preset (a :class:`~siamdeploy.presets.Preset` from a typed manifest, the stored
+    record from a dict), for the tracker."""
 
     graphs: Mapping[str, Mapping[str, GraphFile]]
     exemplar_size: int | None = None
-    preset: Mapping[str, Any] = field(default_factory=dict)
+    preset: Any = None
 
     @property
     def kernel_names(self) -> tuple[str, ...]:
@@ -43,9 +44,18 @@ class ManifestView:
 
 
 def as_view(manifest: Any) -> ManifestView:
-    """The adapter: a :class:`ManifestView` from today's dict manifest (a view is returned unchanged)."""
+    """The adapter: a :class:`ManifestView` from a typed export manifest (``graphs`` a sequence of graph
+    files with ``name``/``precision``/``file``/...), or from the manifest's JSON form (a dict); a view is
+    returned unchanged."""
     if isinstance(manifest, ManifestView):
         return manifest
+    if not isinstance(manifest, Mapping):  # the typed manifest
+        typed: dict[str, dict[str, GraphFile]] = {}
+        for g in manifest.graphs:
+            typed.setdefault(g.name, {})[g.precision] = GraphFile(
+                file=g.file, sha256=g.sha256, role=g.role, instance_size=g.instance_size,
+                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes))
+        return ManifestView(typed, int(manifest.preset.track.exemplar_size), manifest.preset)
     try:
         graphs = {}
         for name, variants in manifest["graphs"].items():
