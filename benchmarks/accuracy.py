@@ -10,10 +10,11 @@ CUDA variants when a GPU is visible (torch FP16 there is the engine's own mixed 
 - the benchmark metrics (OTB success AUC / precision; LaSOT adds normalized precision; GOT-10k AO / SR);
 - agreement with the reference, **free-running**: each tracker follows its own predictions; per-frame IoU
   with the reference's box (small numeric differences can compound until the trackers part ways);
-- agreement, **teacher-forced**: before every ``track()`` call the backend's tracker state (centre, size,
-  crop size; SiamFC: centre, target size, exemplar and search sizes; the long-term tracker's lost flag) is
-  overwritten with the reference tracker's state before that frame, so each frame measures one step of
-  numeric difference: IoU, centre distance (px) and score difference against the reference's output.
+- agreement, **teacher-forced**: before every ``track()`` call the backend's tracker gets the reference
+  tracker's state before that frame (``tracker.set_state(state)``, the whole state value: centre, size, crop
+  size, the long-term lost flag, SiamFC's crop sides; ``siamdeploy.compare.teacher_force``), so each frame
+  measures one step of numeric difference: IoU, centre distance (px) and score difference against the
+  reference's output.
 
 Default model: a seeded random-weight model (``random_model(get_preset(preset), seed)``, calibrated
 BatchNorm) saved to a temporary ``.pth``. Its boxes do not follow the target as a trained model's would, so
@@ -38,37 +39,18 @@ import numpy as np
 
 try:
     from siamdeploy import load_tracker
+    from siamdeploy.compare import compare_boxes, teacher_force
     from siamdeploy.errors import SiamDeployError
     from siamdeploy.eval.datasets import BenchmarkSequence, load_dataset
     from siamdeploy.eval.generate import generate_benchmark
-    from siamdeploy.eval.metrics import center_error, iou
     from siamdeploy.eval.runner import HEADLINE, compute_metrics
     from siamdeploy.presets import get_preset
     from siamdeploy.runtime import Tracker
+    from siamdeploy.runtime.trackers.state import TrackerState
 except ImportError as err:  # pragma: no cover - a checkout that was never installed
     sys.exit(f"error: cannot import siamdeploy ({err}); install it first: pip install -e '.[onnx,dev,bench]'")
 
 log = logging.getLogger("accuracy")
-# Tracker state copied from the reference before each frame (teacher forcing), per tracker loop:
-# RPN family (rpn.py): centre, size, crop_wh; long-term: lost; SiamFC (siamfc.py): centre, target_sz, z_sz, x_sz.
-STATE_ATTRIBUTES = ("centre", "size", "crop_wh", "lost", "target_sz", "z_sz", "x_sz")
-
-
-def snapshot(tracker: Tracker) -> dict[str, Any]:
-    """Copies of the tracker's state attributes."""
-    out = {}
-    for name in STATE_ATTRIBUTES:
-        if hasattr(tracker, name):
-            value = getattr(tracker, name)
-            out[name] = value.copy() if isinstance(value, np.ndarray) else value
-    return out
-
-
-def restore(tracker: Tracker, state: dict[str, Any]) -> None:
-    for name, value in state.items():
-        setattr(tracker, name, value.copy() if isinstance(value, np.ndarray) else value)
-
-
 # ---------------------------------------------------------------------------------------------- backends
 def half_torch_tracker(ckpt: str, preset: str | None, config: str | None, device: str) -> Tracker:
     """A tracker over the whole torch network converted to FP16 (inputs cast to half, outputs back to float32).
@@ -161,13 +143,13 @@ def backends(ckpt: str, preset: str | None, config: str | None, workdir: str, wa
 
 # ---------------------------------------------------------------------------------------------- runs
 def run_free(tracker: Tracker, frames: list[np.ndarray], init: np.ndarray, record: bool = False
-             ) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[str, Any]]]:
+             ) -> tuple[np.ndarray, np.ndarray, list[float], list[TrackerState]]:
     """Free-running pass: (boxes, scores, seconds per tracked frame, states before each frame if ``record``)."""
     tracker.init(frames[0], tuple(float(v) for v in init))
     boxes, scores, times, states = [np.asarray(init, np.float64)], [np.nan], [], []
     for frame in frames[1:]:
         if record:
-            states.append(snapshot(tracker))
+            states.append(tracker.state)
         t0 = time.perf_counter()
         result = tracker.track(frame)
         times.append(time.perf_counter() - t0)
@@ -176,17 +158,12 @@ def run_free(tracker: Tracker, frames: list[np.ndarray], init: np.ndarray, recor
     return np.stack(boxes), np.asarray(scores), times, states
 
 
-def run_forced(tracker: Tracker, frames: list[np.ndarray], init: np.ndarray, states: list[dict[str, Any]]
+def run_forced(tracker: Tracker, frames: list[np.ndarray], init: np.ndarray, states: list[TrackerState]
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forced pass: the reference's state is restored before each ``track()``."""
-    tracker.init(frames[0], tuple(float(v) for v in init))
-    boxes, scores = [np.asarray(init, np.float64)], [np.nan]
-    for frame, state in zip(frames[1:], states):
-        restore(tracker, state)
-        result = tracker.track(frame)
-        boxes.append(np.asarray(result.bbox, np.float64))
-        scores.append(result.score)
-    return np.stack(boxes), np.asarray(scores)
+    """Teacher-forced pass: the reference's state before each frame is set before each ``track()``."""
+    steps = teacher_force(tracker, frames, tuple(float(v) for v in init), states)
+    boxes = [np.asarray(init, np.float64)] + [np.asarray(s.result.bbox, np.float64) for s in steps]
+    return np.stack(boxes), np.asarray([np.nan] + [s.result.score for s in steps])
 
 
 def agreement(boxes: list[np.ndarray], ref: list[np.ndarray], scores: list[np.ndarray] | None = None,
@@ -194,10 +171,7 @@ def agreement(boxes: list[np.ndarray], ref: list[np.ndarray], scores: list[np.nd
     """IoU / centre distance / score difference against the reference over all tracked frames (not frame 1)."""
     a = np.concatenate([b[1:] for b in boxes])
     r = np.concatenate([b[1:] for b in ref])
-    ious = iou(a, r)
-    out = {"iou_mean": float(ious.mean()), "iou_min": float(ious.min()),
-           "frames_iou_below_0.5": int((ious < 0.5).sum()), "frames": int(len(ious)),
-           "centre_px_max": float(center_error(a, r).max())}
+    out: dict[str, float] = compare_boxes(a, r).summary()
     if scores is not None and ref_scores is not None:
         d = np.abs(np.concatenate([s[1:] for s in scores]) - np.concatenate([s[1:] for s in ref_scores]))
         out["score_abs_max"] = float(d.max())

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from siamdeploy.apps.synthetic import generate_sequence  # noqa: E402
+from siamdeploy.synthetic import generate_sequence  # noqa: E402
 from siamdeploy.engine.base import Engine, SearchOutput  # noqa: E402
 from siamdeploy.presets import get_preset  # noqa: E402
 from siamdeploy.runtime.trackers import make_tracker  # noqa: E402
@@ -69,58 +69,39 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
-    """(label, factory) for every backend that can run here, and (label, reason) for those that cannot."""
+    """(label, factory) for every registered (backend, device, precision) that can run here, and (label, reason)
+    for those that cannot. torch gets the checkpoint, the other backends one export folder (all precisions)."""
     import torch
 
     from siamdeploy.checkpoint import load_model
+    from siamdeploy.backends.registry import LoadRequest, configurations, load_engine
     from siamdeploy.engine.torch_engine import TorchEngine
+    from siamdeploy.errors import SiamDeployError
     from siamdeploy.export.exporter import export_model
     from siamdeploy.models.random_init import random_model
 
-    preset = get_preset(preset_name)
     ckpt = os.path.join(workdir, f"{preset_name}.pth")
-    torch.save(random_model(preset, seed=0).state_dict(), ckpt)
-    loaded = load_model(ckpt, preset=preset_name)
-    runnable: list[tuple[str, Any]] = [("torch cpu fp32", lambda: TorchEngine(loaded.net, "cpu"))]
-    skipped: list[tuple[str, str]] = []
-    if torch.cuda.is_available():
-        runnable.append(("torch cuda fp32", lambda: TorchEngine(load_model(ckpt, preset=preset_name).net, "cuda")))
-        runnable.append(("torch cuda fp16", lambda: TorchEngine(loaded.net, "cuda", precision="fp16")))
-        runnable.append(("torch cuda fp16 graph",
-                         lambda: TorchEngine(loaded.net, "cuda", precision="fp16", cuda_graph=True)))
-    else:
-        skipped.append(("torch cuda fp32/fp16/graph", "no CUDA GPU visible to torch"))
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        skipped.append(("onnxruntime", "onnxruntime not installed (pip install onnxruntime)"))
-        return runnable, skipped
-    from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
-
+    torch.save(random_model(get_preset(preset_name), seed=0).state_dict(), ckpt)
     folder = os.path.join(workdir, f"export_{preset_name}")
-    export_model(loaded, folder, precision="both", validate=False, progress=False)
-    runnable.append(("onnxruntime cpu fp32", lambda: OnnxRuntimeEngine(folder, "fp32", "cpu")))
-    runnable.append(("onnxruntime cpu fp16", lambda: OnnxRuntimeEngine(folder, "fp16", "cpu")))
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        runnable.append(("onnxruntime cuda fp32", lambda: OnnxRuntimeEngine(folder, "fp32", "cuda")))
-        runnable.append(("onnxruntime cuda fp16", lambda: OnnxRuntimeEngine(folder, "fp16", "cuda")))
-    else:
-        skipped.append(("onnxruntime cuda", "onnxruntime has no CUDAExecutionProvider (needs onnxruntime-gpu)"))
-    if "TensorrtExecutionProvider" in ort.get_available_providers():
-        runnable.append(("onnxruntime tensorrt-ep", lambda: OnnxRuntimeEngine(folder, "fp32", "tensorrt")))
-    else:
-        skipped.append(("onnxruntime tensorrt-ep", "onnxruntime has no TensorrtExecutionProvider"))
-    from siamdeploy.tensorrt.device import probe
-
-    trt_ok, reason = probe()
-    if trt_ok:
-        from siamdeploy.tensorrt import load_engine
-
-        for precision in ("fp32", "fp16"):
-            runnable.append((f"tensorrt {precision}",
-                             lambda p=precision: load_engine(folder, precision=p, cache_root=workdir)))
-    else:
-        skipped.append(("tensorrt fp32/fp16", reason))
+    export_model(load_model(ckpt, preset=preset_name), folder, precision="both", validate=False, progress=False)
+    runnable: list[tuple[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for conf in configurations():
+        if not conf.ok:
+            skipped.append((conf.label, conf.why))
+            continue
+        path, preset = (ckpt, preset_name) if conf.backend.takes_checkpoint and not conf.backend.takes_export \
+            else (folder, None)
+        request = LoadRequest(path, preset=preset, device=conf.device, precision=conf.precision)
+        try:  # load once here so that what cannot load is listed with its reason, not a traceback
+            load_engine(conf.backend.name, request)[0].close()
+        except SiamDeployError as err:
+            skipped.append((conf.label, str(err)))
+            continue
+        runnable.append((conf.label, lambda n=conf.backend.name, r=request: load_engine(n, r)[0]))
+        if conf.backend.name == "torch" and conf.precision == "fp16":  # the CUDA-graph variant of the same engine
+            runnable.append((f"{conf.label} graph", lambda: TorchEngine(load_model(ckpt, preset=preset_name).net,
+                                                                        "cuda", precision="fp16", cuda_graph=True)))
     return runnable, skipped
 
 

@@ -3,12 +3,11 @@
 ``load_tracker(checkpoint, config=None, preset=None, backend="torch")`` returns a tracker with
 ``init(frame, (x, y, w, h))`` and ``track(frame) -> TrackResult``.
 """
+from ._version import __version__
 from .api import load_tracker
 from .errors import (CheckpointError, ConfigError, EngineError, ExportError, InputError, SiamDeployError)
 from .presets import PRESETS, get_preset
 from .runtime.types import TrackResult
-
-__version__ = "0.1.0"
 
 __all__ = ["load_tracker", "TrackResult", "PRESETS", "get_preset", "SiamDeployError", "ConfigError",
            "CheckpointError", "InputError", "EngineError", "ExportError", "__version__"]

@@ -1,4 +1,4 @@
-"""The one error boundary of the command-line tools (DESIGN principle 8): a :class:`SiamDeployError` is a
+"""The one error boundary of the command-line tools (see docs/architecture.md#errors): a :class:`SiamDeployError` is a
 user mistake and becomes one line on stderr with exit code 1; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 

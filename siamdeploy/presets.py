@@ -1,11 +1,11 @@
-"""The preset table (REFERENCE.md §2) as data: id -> network structure + tracker parameters + checkpoint layout."""
+"""The preset table as data (docs/codebases.md#presets): id -> network, tracker parameters, checkpoint layout."""
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
 
-from .config import (BOX_INCLUSIVE, CENTRE_HALF, CLAMP_INIT_RELATIVE, CROP_FLOAT_INCLUSIVE, MASK_HEAD,
-                     ROUND_HALF_AWAY, ROUND_HALF_EVEN, ModelSpec, TrackParams)
+from .config import (BoxOutput, Colour, CropRounding, CropStyle, InitCentre, MaskSource, ModelSpec, SizeClamp,
+                     TrackParams)
 from .errors import ConfigError
 
 
@@ -41,24 +41,25 @@ def _rpn(**kw: object) -> TrackParams:
 
 
 def _dasiam(**kw: object) -> TrackParams:
-    # DaSiamRPN as released is Python 2 code: round() is half away from zero (REFERENCE.md §6).
-    return TrackParams(tracker="siamrpn", instance_size=271, base_size=0, crop_rounding=ROUND_HALF_AWAY,
-                       size_rounding=ROUND_HALF_AWAY, **kw)  # type: ignore[arg-type]
+    # DaSiamRPN as released is Python 2 code: round() is half away from zero (docs/tracking.md#crop-rounding).
+    return TrackParams(tracker="siamrpn", instance_size=271, base_size=0, crop_rounding=CropRounding.HALF_AWAY,
+                       size_rounding=CropRounding.HALF_AWAY, **kw)  # type: ignore[arg-type]
 
 
 def _foolwood(**kw: object) -> TrackParams:
     # foolwood/SiamMask (Python 3): half-to-even crop rounding, centre x + w/2, polygon before clipping,
-    # back-projected mask -1 outside the window (REFERENCE.md §6).
-    return TrackParams(tracker="siammask", crop_rounding=ROUND_HALF_EVEN, size_rounding=ROUND_HALF_EVEN,
-                       init_centre=CENTRE_HALF, mask_border=-1.0, polygon_before_clip=True,
-                       **kw)  # type: ignore[arg-type]
+    # back-projected mask -1 outside the window (docs/codebases.md#siammask-foolwood).
+    return TrackParams(tracker="siammask", crop_rounding=CropRounding.HALF_EVEN,
+                       size_rounding=CropRounding.HALF_EVEN, init_centre=InitCentre.HALF, mask_border=-1.0,
+                       polygon_before_clip=True, **kw)  # type: ignore[arg-type]
 
 
 def _upchannel_1based(**kw: object) -> TrackParams:
     # haooozi/SiamRPN and HonglinChu/SiamTrackers: unrounded, possibly non-square crops, scale from the patch
     # height, sizes clamped relative to the initial size, 1-based boxes (reproduced in 0-based coordinates).
-    return TrackParams(tracker="siamrpn", instance_size=271, base_size=0, crop_style=CROP_FLOAT_INCLUSIVE,
-                       box_output=BOX_INCLUSIVE, size_clamp=CLAMP_INIT_RELATIVE, **kw)  # type: ignore[arg-type]
+    return TrackParams(tracker="siamrpn", instance_size=271, base_size=0, crop_style=CropStyle.FLOAT_INCLUSIVE,
+                       box_output=BoxOutput.INCLUSIVE, size_clamp=SizeClamp.INIT_RELATIVE,
+                       **kw)  # type: ignore[arg-type]
 
 
 _TABLE = [
@@ -102,8 +103,8 @@ _TABLE = [
            _foolwood(penalty_k=0.04, window_influence=0.40, lr=1.0, mask_threshold=0.35),
            "foolwood/SiamMask sharp, SiamMask_DAVIS.pth / config_davis.json"),
     Preset("siammask_base", "foolwood", ModelSpec(**{**_MASK.__dict__, "refine": False}),
-           _foolwood(penalty_k=0.09, window_influence=0.39, lr=0.38, mask_threshold=0.30, mask_source=MASK_HEAD,
-                     mask_output_size=63),
+           _foolwood(penalty_k=0.09, window_influence=0.39, lr=0.38, mask_threshold=0.30,
+                     mask_source=MaskSource.HEAD, mask_output_size=63),
            "foolwood/SiamMask base (63x63 mask head, no refine)"),
     Preset("siamrpn_haooozi", "haooozi", _UPCHANNEL,
            _upchannel_1based(ratios=(0.5, 0.66, 1.0, 1.5, 2.0), penalty_k=0.20, window_influence=0.40, lr=0.25),
@@ -112,12 +113,56 @@ _TABLE = [
            _upchannel_1based(penalty_k=0.22, window_influence=0.40, lr=0.30),
            "HonglinChu/SiamTrackers SiamRPN (BGR 0..255, as its tracker runs)"),
     Preset("siamfc", "siamfc", _SIAMFC,
-           TrackParams(tracker="siamfc", window_influence=0.176, instance_size=255, colour="rgb",
-                       crop_rounding=ROUND_HALF_EVEN),
+           TrackParams(tracker="siamfc", window_influence=0.176, instance_size=255, colour=Colour.RGB,
+                       crop_rounding=CropRounding.HALF_EVEN),
            "siamfc-pytorch AlexNetV1, 3-scale search"),
 ]
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _TABLE}
+
+
+@dataclass(frozen=True)
+class DetectHint:
+    """Evidence outside the network structure that tells presets with identical weights apart.
+
+    Preset detection (:func:`siamdeploy.checkpoint.guess_preset`) first finds the presets whose network has
+    exactly the checkpoint's keys and shapes; when several do, these rows decide:
+
+    ``layouts``: checkpoint layouts (:data:`siamdeploy.checkpoint.LAYOUTS` names) this preset's files come in;
+    a file in another layout rules the preset out (empty: any layout).
+    ``wrapper``: the key its code base stores the tensors under in the file; a file without it rules the
+    preset out, a file with it picks the preset before any file-name hint.
+    ``names``: lower-case substrings of the file name that pick the preset.
+    ``default``: the pick among the remaining presets when neither the wrapper nor the name decides
+    (without one, the first in table order).
+    """
+
+    preset: str
+    layouts: tuple[str, ...] = ()
+    wrapper: str | None = None
+    names: tuple[str, ...] = ()
+    default: bool = False
+
+
+# Presets that share a structure with another preset; a preset whose structure is unique needs no row.
+_UPCHANNEL_LAYOUTS = ("dasiamrpn", "pysot", "pysot_alexnet")  # DaSiamRPN's own names or pysot's UPChannelRPN
+DETECT_HINTS: dict[str, DetectHint] = {h.preset: h for h in (
+    DetectHint("siamrpn_alex_dwxcorr", default=True),
+    DetectHint("siamrpn_alex_dwxcorr_otb", names=("otb",)),
+    DetectHint("dasiamrpn_vot", layouts=_UPCHANNEL_LAYOUTS, names=("vot",), default=True),
+    DetectHint("dasiamrpn_otb", layouts=_UPCHANNEL_LAYOUTS, names=("otb",)),
+    DetectHint("siamrpn_haooozi", layouts=("haooozi",)),
+    DetectHint("siamrpn_siamtrackers", layouts=("dasiamrpn",), wrapper="model"),
+    DetectHint("siammask_r50_l3", layouts=("pysot",)),
+    DetectHint("siammask_vot", layouts=("foolwood_siammask",), default=True),
+    DetectHint("siammask_vot_ld", layouts=("foolwood_siammask",), names=("_ld", "vot18")),
+    DetectHint("siammask_davis", layouts=("foolwood_siammask",), names=("davis",)),
+)}
+
+
+def detect_hint(name: str) -> DetectHint:
+    """The detection evidence of a preset id (an all-empty row for presets that need none)."""
+    return DETECT_HINTS.get(name, DetectHint(name))
 
 
 def get_preset(name: str) -> Preset:

@@ -11,7 +11,7 @@ from siamdeploy.presets import get_preset
 
 _CACHE: dict[tuple[str, int], str] = {}
 
-# The upstream code bases' own key names (REFERENCE.md §3), written independently of siamdeploy's layout table.
+# The upstream code bases' own key names (docs/checkpoints.md#key-layouts), written independently of the layout table.
 _DASIAM_NAMES = {"backbone.features.": "featureExtract.", "rpn_head.template_loc_conv.": "conv_r1.",
                  "rpn_head.template_cls_conv.": "conv_cls1.", "rpn_head.search_loc_conv.": "conv_r2.",
                  "rpn_head.search_cls_conv.": "conv_cls2.", "rpn_head.loc_adjust.": "regress_adjust."}

@@ -1,1 +1,1 @@
-"""Applications around the runtime: frame sources, drawing, the run loop, generated sequences."""
+"""Applications around the runtime: frame sources, drawing, the run loop (generated sequences: :mod:`siamdeploy.synthetic`)."""

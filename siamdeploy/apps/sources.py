@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -10,9 +9,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .synthetic import generate_sequence
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+from ..images import list_images, read_image
+from ..synthetic.sequence import lazy_sequence
 
 
 @dataclass
@@ -32,15 +30,11 @@ class Source:
             fn()
 
 
-def _natural_key(name: str) -> list[object]:
-    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
-
-
 def open_source(spec: str, demo_frames: int = 60, demo_seed: int = 0) -> Source:
     """``demo`` | ``camera`` | ``camera:N`` | a video file | a folder of jpg/png/bmp images."""
     if spec == "demo":
-        seq = generate_sequence(seed=demo_seed, num_frames=demo_frames)
-        return Source(seq.name, iter(seq.frames), len(seq.frames), 30.0, seq.boxes)
+        seq = lazy_sequence(seed=demo_seed, num_frames=demo_frames)  # frames drawn one at a time
+        return Source(seq.name, iter(seq), len(seq), 30.0, seq.boxes)
     if spec == "camera" or spec.startswith("camera:"):
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():
@@ -51,10 +45,9 @@ def open_source(spec: str, demo_frames: int = 60, demo_seed: int = 0) -> Source:
         return Source(f"camera{index_text}", _read_capture(cap), None, cap.get(cv2.CAP_PROP_FPS) or 30.0,
                       release=[cap.release])
     if os.path.isdir(spec):
-        files = sorted((f for f in os.listdir(spec) if f.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key)
-        if not files:
+        paths = list_images(spec)
+        if not paths:
             raise InputError(f"folder '{spec}' has no .jpg/.png/.bmp images")
-        paths = [os.path.join(spec, f) for f in files]
         return Source(os.path.basename(os.path.normpath(spec)), _read_images(paths), len(paths))
     if os.path.isfile(spec):
         cap = cv2.VideoCapture(spec)
@@ -76,7 +69,4 @@ def _read_capture(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
 
 def _read_images(paths: list[str]) -> Iterator[np.ndarray]:
     for path in paths:
-        frame = cv2.imread(path, cv2.IMREAD_COLOR)
-        if frame is None:
-            raise InputError(f"cannot read image '{path}'")
-        yield frame
+        yield read_image(path)

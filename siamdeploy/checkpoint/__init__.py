@@ -10,14 +10,15 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..models import SiameseNet
 from ..presets import Preset, get_preset
-from .detect import Guess, guess_preset
+from .detect import Guess, KeyDiff, compare, guess_preset, model_signature, state_signature
 from .layouts import LAYOUTS, Layout, to_canonical
 from .reader import normalise_state_dict, read_checkpoint, read_state_dict
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LoadedModel", "load_model", "resolve_preset", "read_state_dict", "normalise_state_dict",
-           "to_canonical", "guess_preset", "LAYOUTS", "Layout", "Guess"]
+           "to_canonical", "guess_preset", "LAYOUTS", "Layout", "Guess", "KeyDiff", "compare", "model_signature",
+           "state_signature", "load_strict"]
 
 
 @dataclass
@@ -33,7 +34,9 @@ class LoadedModel:
 def resolve_preset(state: dict[str, torch.Tensor], layout: Layout, path: str,
                    config: str | os.PathLike[str] | None, preset: str | Preset | None,
                    wrapper: str | None = None) -> Preset:
-    """Pick the preset: an explicit config or preset id wins; otherwise guess from the keys and log it."""
+    """Pick the preset: an explicit config or preset id wins; otherwise detect it from the keys and shapes
+    and log the choice (a checkpoint no preset's network fits exactly fails, naming the differences from the
+    closest)."""
     if config is not None and preset is not None:
         raise ConfigError("give either a config file or a preset id, not both")
     if config is not None:
@@ -44,9 +47,9 @@ def resolve_preset(state: dict[str, torch.Tensor], layout: Layout, path: str,
     if preset is not None:
         return get_preset(preset)
     guess = guess_preset(state, layout, path, wrapper)
-    if guess.preset is None:
-        raise CheckpointError(f"cannot tell which tracker '{os.path.basename(path)}' is: {guess.reason} "
-                              "(or pass --preset)")
+    if guess.preset is None or not guess.exact:
+        raise CheckpointError(f"cannot tell which tracker '{os.path.basename(path)}' is: {guess.reason}; pass the "
+                              "model's config.yaml (or --preset)")
     others = f"; if it is another, pass preset= one of {', '.join(guess.alternatives)}" if guess.alternatives else ""
     log.warning("no config or preset given: assuming preset '%s' (%s)%s", guess.preset, guess.reason, others)
     return get_preset(guess.preset)
@@ -62,36 +65,36 @@ def load_model(path: str | os.PathLike[str], config: str | os.PathLike[str] | No
         log.info("%s: %s", os.path.basename(path), layout.note)
     chosen = resolve_preset(state, layout, path, config, preset, wrapper)
     net = SiameseNet(chosen.model)
-    load_strict(net, state, chosen, layout, path)
+    load_strict(net, state, chosen, layout, path, wrapper)
     net.eval()
     log.info("loaded %s (%s layout) as preset '%s'", os.path.basename(path), layout.name, chosen.name)
     return LoadedModel(net=net, preset=chosen, layout=layout, path=path)
 
 
-def load_strict(net: SiameseNet, state: dict[str, torch.Tensor], preset: Preset, layout: Layout, path: str) -> None:
-    """Load with exact key and shape checks; the error names the differences and the likely cause."""
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_few(unexpected)})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with other shapes ({k}: checkpoint {got[k]}, model {expected[k]})")
-        guess = guess_preset(state, layout, path)
-        cause = (f"the checkpoint looks like preset '{guess.preset}', not '{preset.name}'; pass the matching "
-                 "config/preset" if guess.preset and guess.preset != preset.name else
-                 f"the config/preset '{preset.name}' does not describe this checkpoint; pass the matching one")
+def load_strict(net: SiameseNet, state: dict[str, torch.Tensor], preset: Preset, layout: Layout, path: str,
+                wrapper: str | None = None) -> None:
+    """Load with exact key and shape checks (BatchNorm counters aside). A mismatch raises
+    :class:`CheckpointError` naming the missing, unexpected and wrong-shape keys against ``preset``, and the
+    preset whose network the checkpoint does match exactly, or else the closest one and its differences."""
+    diff = compare(state_signature(state), state_signature(net.state_dict()))
+    if not diff.exact:
+        guess = guess_preset(state, layout, path, wrapper)
+        if guess.preset is None:
+            cause = "the checkpoint is not a network of any preset; pass the model's config.yaml"
+        elif guess.exact and guess.preset == preset.name:  # a config that reuses a built-in preset's name
+            cause = (f"the checkpoint matches the built-in preset '{guess.preset}' exactly, whose network differs "
+                     "from the one the config describes; pass that preset")
+        elif guess.exact:
+            also = f" (same network: {', '.join(guess.alternatives)})" if guess.alternatives else ""
+            cause = (f"the checkpoint matches preset '{guess.preset}' exactly{also}, not '{preset.name}'; pass that "
+                     "preset or its config")
+        elif guess.preset == preset.name:
+            cause = (f"no preset matches the checkpoint exactly and '{preset.name}' is the closest; pass the model's "
+                     "config.yaml")
+        else:
+            detail = f" ({guess.diff.describe()})" if guess.diff is not None else ""
+            cause = (f"no preset matches the checkpoint exactly; the closest is '{guess.preset}'{detail}; pass the "
+                     "model's config.yaml")
         raise CheckpointError(f"checkpoint '{os.path.basename(path)}' does not fit preset '{preset.name}': "
-                              + "; ".join(parts) + f". Likely cause: {cause}")
+                              f"{diff.describe()}. Likely cause: {cause}")
     net.load_state_dict(state, strict=False)  # strictness checked above; BN counters are not stored upstream
-
-
-def _few(keys: list[str], n: int = 3) -> str:
-    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")

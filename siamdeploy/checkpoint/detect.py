@@ -1,82 +1,175 @@
-"""Guess the preset of a checkpoint from its (canonical) keys and shapes.
+"""Which preset a checkpoint is, derived from the preset table.
 
-The network structure is usually unambiguous; tracker parameters are not (pysot's `_otb` variants and
-DaSiamRPN's VOT/OTB files share a structure), so :func:`guess_preset` also says whether it had to choose.
+Each preset's network is built on the meta device (no memory, no initialisation cost) and reduced to its
+state-dict *signature*: key -> shape, BatchNorm counters left out. A canonical state dict (see
+:func:`siamdeploy.checkpoint.layouts.to_canonical`) is compared with every distinct signature; the presets
+whose signature it matches exactly are the candidates. Several presets can share a network (pysot's
+``_otb`` variants, DaSiamRPN's VOT/OTB files, the three foolwood SiamMask configs); the evidence that tells
+them apart is data, the :data:`siamdeploy.presets.DETECT_HINTS` rows, so adding a preset row is enough for it
+to be detected. When no signature matches exactly, the closest one is reported with its differences.
 """
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
+from ..config import ModelSpec
+from ..presets import PRESETS, DetectHint, Preset, detect_hint
 from .layouts import Layout
+
+Signature = Mapping[str, tuple[int, ...]]
+
+
+def _counter(key: str) -> bool:
+    return key.endswith("num_batches_tracked")
+
+
+@functools.cache
+def model_signature(spec: ModelSpec) -> Signature:
+    """Key -> shape of the state dict of ``SiameseNet(spec)`` without BatchNorm counters (cached per spec)."""
+    from ..models import SiameseNet  # imports the model zoo; kept local so this module loads quickly
+
+    with torch.device("meta"):
+        net = SiameseNet(spec)
+    return MappingProxyType({k: tuple(v.shape) for k, v in net.state_dict().items() if not _counter(k)})
+
+
+def state_signature(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a state dict, BatchNorm counters left out (upstream files often have none)."""
+    return {k: tuple(v.shape) for k, v in state.items() if not _counter(k)}
+
+
+@dataclass(frozen=True)
+class KeyDiff:
+    """How a checkpoint's keys and shapes differ from a network's.
+
+    ``missing``: keys the network has and the checkpoint lacks; ``unexpected``: the reverse;
+    ``wrong_shape``: ``(key, checkpoint shape, network shape)`` for keys both have; ``matched``: keys with
+    the same name and shape. All sorted by key.
+    """
+
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    wrong_shape: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+    matched: int
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.wrong_shape)
+
+    @property
+    def count(self) -> int:
+        """Number of differing keys."""
+        return len(self.missing) + len(self.unexpected) + len(self.wrong_shape)
+
+    def describe(self, n: int = 3) -> str:
+        """One line naming the first ``n`` keys of each kind, e.g.
+        ``2 missing (a, b); 1 with other shapes (c: checkpoint (1, 2), model (2, 2))``."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing ({_few(self.missing, n)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected ({_few(self.unexpected, n)})")
+        if self.wrong_shape:
+            shown = [f"{k}: checkpoint {got}, model {want}" for k, got, want in self.wrong_shape[:n]]
+            more = ", ..." if len(self.wrong_shape) > n else ""
+            parts.append(f"{len(self.wrong_shape)} with other shapes ({', '.join(shown)}{more})")
+        return "; ".join(parts) if parts else "no differences"
+
+
+def compare(got: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]]) -> KeyDiff:
+    """The differences of checkpoint signature ``got`` against network signature ``expected``."""
+    common = sorted(set(got) & set(expected))
+    wrong = tuple((k, got[k], expected[k]) for k in common if got[k] != expected[k])
+    return KeyDiff(missing=tuple(sorted(set(expected) - set(got))),
+                   unexpected=tuple(sorted(set(got) - set(expected))), wrong_shape=wrong,
+                   matched=len(common) - len(wrong))
+
+
+def _few(keys: tuple[str, ...], n: int) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def structure_groups() -> list[tuple[Signature, tuple[Preset, ...]]]:
+    """The preset table grouped by network signature, in table order (first appearance of each)."""
+    groups: dict[frozenset[tuple[str, tuple[int, ...]]], tuple[Signature, list[Preset]]] = {}
+    for preset in PRESETS.values():
+        signature = model_signature(preset.model)
+        groups.setdefault(frozenset(signature.items()), (signature, []))[1].append(preset)
+    return [(signature, tuple(members)) for signature, members in groups.values()]
 
 
 @dataclass(frozen=True)
 class Guess:
-    """``preset``: the chosen id (None: no preset fits); ``alternatives``: others with the same structure;
-    ``reason``: why, for the log."""
+    """``preset``: the chosen id (None: no preset shares a key with the checkpoint); ``alternatives``: other
+    presets with the same network that the evidence did not rule out; ``reason``: why, for the log;
+    ``exact``: whether the checkpoint has exactly the chosen preset's keys and shapes (if not, ``diff`` says
+    how it differs from this closest preset)."""
 
     preset: str | None
     alternatives: tuple[str, ...]
     reason: str
+    exact: bool = True
+    diff: KeyDiff | None = None
 
 
-def _shape(state: dict[str, torch.Tensor], key: str) -> tuple[int, ...] | None:
-    value = state.get(key)
-    return tuple(value.shape) if value is not None else None
+def closest_presets(state: Mapping[str, torch.Tensor]) -> list[tuple[KeyDiff, tuple[Preset, ...]]]:
+    """Every network structure of the table with the checkpoint's differences against it, closest first:
+    most keys with the same name and shape, then most shared names, then fewest differences."""
+    got = state_signature(state)
+    scored = [(compare(got, signature), members) for signature, members in structure_groups()]
+    return sorted(scored, key=lambda s: (-s[0].matched, -(s[0].matched + len(s[0].wrong_shape)), s[0].count))
 
 
-def guess_preset(state: dict[str, torch.Tensor], layout: Layout, filename: str = "",
+def guess_preset(state: Mapping[str, torch.Tensor], layout: Layout, filename: str = "",
                  wrapper: str | None = None) -> Guess:
     """Best preset for a canonical state dict (see :func:`siamdeploy.checkpoint.layouts.to_canonical`).
 
-    ``wrapper``: the key the tensors were stored under in the file (SiamTrackers saves DaSiamRPN's key
+    ``layout``: the layout the file's keys were in; ``filename``: its path (only the base name is read);
+    ``wrapper``: the key the tensors were stored under in the file (e.g. SiamTrackers saves DaSiamRPN's key
     names under ``'model'``; DaSiamRPN's own files are plain state dicts)."""
-    name = os.path.basename(filename).lower()
-    keys = state.keys()
-    if layout.name == "siamfc":
-        return Guess("siamfc", (), "siamfc-pytorch AlexNetV1 keys")
-    if layout.name == "haooozi":
-        return Guess("siamrpn_haooozi", (), "haooozi/SiamRPN keys (examplar_cla, instance_cla, ...)")
-    if layout.name == "dasiamrpn" and wrapper == "model":
-        return Guess("siamrpn_siamtrackers", ("dasiamrpn_vot", "dasiamrpn_otb"),
-                     "DaSiamRPN key names saved under 'model' (HonglinChu/SiamTrackers training snapshot)")
-    if layout.name == "foolwood_siammask":
-        if not any(k.startswith("refine_head.") for k in keys):
-            return Guess("siammask_base", (), "foolwood/SiamMask keys without refine (base model)")
-        for hint, preset in (("davis", "siammask_davis"), ("_ld", "siammask_vot_ld"), ("vot18", "siammask_vot_ld")):
-            if hint in name:
-                return Guess(preset, ("siammask_vot", "siammask_vot_ld", "siammask_davis"),
-                             f"foolwood/SiamMask sharp keys, '{hint.strip('_')}' in the file name")
-        return Guess("siammask_vot", ("siammask_vot_ld", "siammask_davis"),
-                     "foolwood/SiamMask sharp keys (its three released configs share this structure)")
-    if "rpn_head.template_cls_conv.weight" in keys:  # up-channel SiamRPN: DaSiamRPN's structure
-        origin = "DaSiamRPN" if layout.name == "dasiamrpn" else "up-channel SiamRPN"
-        width = (_shape(state, "backbone.features.0.weight") or (0,))[0]
-        if width == 192:
-            return Guess("dasiamrpn_big", (), f"{origin} keys, width-2 AlexNet (SiamRPNBIG)")
-        if "otb" in name:
-            return Guess("dasiamrpn_otb", ("dasiamrpn_vot",), f"{origin} width-1 keys, 'otb' in the file name")
-        if "vot" in name:
-            return Guess("dasiamrpn_vot", ("dasiamrpn_otb",), f"{origin} width-1 keys, 'vot' in the file name")
-        return Guess("dasiamrpn_vot", ("dasiamrpn_otb",),
-                     f"{origin} width-1 keys (SiamRPNVOT and SiamRPNOTB share this structure)")
-    if any(k.startswith("mask_head.") for k in keys):
-        return Guess("siammask_r50_l3", (), "pysot SiamMask keys (mask_head, refine_head)")
-    if "backbone.features.0.weight" in keys:
-        if "rpn_head.cls.conv_kernel.0.weight" in keys:
-            return Guess("siamrpn_alex_dwxcorr", ("siamrpn_alex_dwxcorr_otb",),
-                         "pysot AlexNet + depthwise RPN keys (the _otb preset has the same parameters)")
-        return Guess(None, (), "pysot AlexNet keys with a head no preset uses; pass the model's config.yaml")
-    if "backbone.layer0.0.weight" in keys:
-        return Guess("siamrpn_mobilev2_l234_dwxcorr", (), "pysot MobileNetV2 keys")
-    if "backbone.conv1.weight" in keys and "rpn_head.rpn2.cls.conv_kernel.0.weight" in keys:
-        adjust = _shape(state, "neck.downsample2.downsample.0.weight")
-        if adjust is not None and adjust[0] == 128:
-            return Guess("siamrpn_r50_l234_dwxcorr_lt", (), "pysot ResNet-50 keys, 128/256/512 adjust (long-term)")
-        if "rpn_head.cls_weight" in keys:
-            return Guess("siamrpn_r50_l234_dwxcorr", (), "pysot ResNet-50 keys with fusion weights")
-        return Guess("siamrpn_r50_l234_dwxcorr_otb", (), "pysot ResNet-50 keys without fusion weights (OTB model)")
-    return Guess(None, (), "no preset has this structure; pass the model's config.yaml")
+    ranked = closest_presets(state)
+    diff, members = ranked[0]
+    if diff.matched + len(diff.wrong_shape) == 0:
+        return Guess(None, (), "no preset's network has any of its keys", exact=False)
+    chosen, alternatives, why = _break_tie(members, layout.name, os.path.basename(filename).lower(), wrapper)
+    if not diff.exact:
+        return Guess(chosen, alternatives, f"no preset's network has exactly its keys and shapes; the closest is "
+                     f"'{chosen}' ({diff.describe()})", exact=False, diff=diff)
+    names = ", ".join(f"'{p.name}'" for p in members)
+    structure = f"{layout.name} keys and shapes match " + (f"preset {names}" if len(members) == 1
+                                                            else f"presets {names} (one network)")
+    return Guess(chosen, alternatives, structure + (f"; {why}" if why else ""), diff=diff)
+
+
+def _break_tie(members: tuple[Preset, ...], layout: str, name: str, wrapper: str | None
+               ) -> tuple[str, tuple[str, ...], str]:
+    """(chosen id, the others not ruled out, why) among presets with one network, from their detection hints."""
+    if len(members) == 1:
+        return members[0].name, (), ""
+    hints = [detect_hint(p.name) for p in members]
+    fits = [h for h in hints
+            if (not h.layouts or layout in h.layouts) and (h.wrapper is None or h.wrapper == wrapper)]
+    if not fits:  # no row allows this layout/wrapper: choose among all of them rather than none
+        fits = hints
+
+    def found(h: DetectHint) -> str | None:
+        return next((s for s in h.names if s in name), None)
+
+    ranked = sorted(fits, key=lambda h: (h.wrapper is None, found(h) is None, not h.default))  # stable: table order
+    best = ranked[0]
+    hint = found(best)
+    if best.wrapper is not None and best.wrapper == wrapper:
+        why = f"tensors stored under '{best.wrapper}' in the file"
+    elif hint is not None:
+        why = f"'{hint}' in the file name"
+    elif len(fits) == 1:
+        why = f"the only one of them written in the {layout} layout"
+    else:
+        why = "the default for this network" if best.default else "the first of them in the preset table"
+    return best.preset, tuple(h.preset for h in fits if h is not best), f"chose '{best.preset}': {why}"

@@ -35,6 +35,23 @@ class Engine(ABC):
     precision: str = "fp32"
     device: str = "cpu"
     exemplar_size: int = 127
+    # search outputs the tracker decodes; the others go to refine/mask_at (see siamdeploy.families)
+    head_outputs: tuple[str, ...] = ("cls", "loc")
+
+    def close(self) -> None:
+        """Release sessions, buffers and device memory; the engine is unusable afterwards."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _split(self, named: dict[str, Any]) -> SearchOutput:
+        """Named search outputs -> heads (numpy, for the tracker) and extras (opaque, for refine)."""
+        heads = {k: named[k] for k in self.head_outputs}
+        extras = {k: v for k, v in named.items() if k not in heads} or None
+        return SearchOutput(heads, extras)
 
     def template(self, z: np.ndarray) -> Any:
         """Exemplar crop ``(1, 3, 127, 127)`` float32 -> kernels (opaque handle)."""
@@ -75,7 +92,7 @@ def _check_blob(blob: np.ndarray, what: str, side: int | None) -> None:
 
 def crop_refine_inputs_np(f0: np.ndarray, f1: np.ndarray, f2: np.ndarray, corr: np.ndarray, y: int, x: int
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The refine inputs at score cell ``(y, x)`` (REFERENCE.md §4, SiamMask), in numpy."""
+    """The refine inputs at score cell ``(y, x)`` (docs/networks.md#siammask-refine), in numpy."""
     p0 = np.pad(f0, ((0, 0), (0, 0), (16, 16), (16, 16)))[:, :, 4 * y:4 * y + 61, 4 * x:4 * x + 61]
     p1 = np.pad(f1, ((0, 0), (0, 0), (8, 8), (8, 8)))[:, :, 2 * y:2 * y + 31, 2 * x:2 * x + 31]
     p2 = np.pad(f2, ((0, 0), (0, 0), (4, 4), (4, 4)))[:, :, y:y + 15, x:x + 15]

@@ -13,17 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import DependencyError, EngineError
-from ..export.manifest import read_manifest
+from ..families import family_of
+from ..manifest import ExportManifest, graph_path
 from .base import Engine, SearchOutput, crop_refine_inputs_np
 
 log = logging.getLogger(__name__)
-
-_PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
 
 def import_onnxruntime() -> Any:
     try:
@@ -35,48 +29,53 @@ def import_onnxruntime() -> Any:
 
 
 class OnnxRuntimeEngine(Engine):
-    """An :class:`Engine` over an export folder.
+    """An :class:`Engine` over a verified export folder (see :func:`siamdeploy.export.cache.ensure_export`).
 
-    precision: ``fp32`` | ``fp16`` (the mixed-precision graphs, when exported). device: ``cpu`` |
-    ``cuda[:N]`` | ``tensorrt`` (onnxruntime's TensorRT execution provider).
+    precision: a precision the export holds (``fp32``, ``fp16``). provider: the onnxruntime execution
+    provider to run on (``CPUExecutionProvider``, ``CUDAExecutionProvider``, ``TensorrtExecutionProvider``);
+    the session is refused when onnxruntime would fall back to another one.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, folder: str, precision: str = "fp32", device: str | None = None, verify: bool = True) -> None:
+    def __init__(self, folder: str, manifest: ExportManifest, precision: str = "fp32",
+                 provider: str = "CPUExecutionProvider", device_id: int = 0, device: str = "cpu") -> None:
         ort = import_onnxruntime()
-        self.folder = folder
-        self.manifest = read_manifest(folder, verify=verify)
-        device = device or "cpu"
-        kind, _, index = device.partition(":")
-        if kind not in _PROVIDERS:
-            raise EngineError(f"unknown onnxruntime device '{device}'; use cpu, cuda[:N] or tensorrt")
+        manifest.require(precision, folder)
         available = ort.get_available_providers()
-        if _PROVIDERS[kind][0] not in available:
-            raise EngineError(f"onnxruntime here has no {_PROVIDERS[kind][0]} (available: {', '.join(available)}); "
+        if provider not in available:
+            raise EngineError(f"onnxruntime here has no {provider} (available: {', '.join(available)}); "
                               "install onnxruntime-gpu or use device='cpu'")
+        self.folder = folder
+        self.manifest = manifest
         self.device = device
         self.precision = precision
-        self._io_device = "cpu" if kind == "cpu" else "cuda"
-        self._device_id = int(index) if index else 0
+        self.head_outputs = family_of(manifest.preset.track).head_outputs
+        if provider == "TensorrtExecutionProvider":
+            self.backend = "onnxruntime-trt"
+        self._io_device = "cpu" if provider == "CPUExecutionProvider" else "cuda"
+        self._device_id = device_id
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        provider_options = [{"device_id": self._device_id} if p != "CPUExecutionProvider" else {}
-                            for p in _PROVIDERS[kind]]
+        providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
+        provider_options = [{"device_id": device_id} if p != "CPUExecutionProvider" else {} for p in providers]
         self.sessions: dict[str, Any] = {}
         self.search_by_size: dict[int, str] = {}
-        for name, variants in self.manifest["graphs"].items():
-            if precision not in variants:
-                raise EngineError(f"export '{folder}' has no {precision} graphs (has: {', '.join(variants)}); "
-                                  f"re-export with --precision {precision} or both")
-            entry = variants[precision]
-            self.sessions[name] = ort.InferenceSession(os.path.join(folder, entry["file"]), options,
-                                                       providers=_PROVIDERS[kind], provider_options=provider_options)
-            if entry["role"] == "search":
-                self.search_by_size[int(entry["instance_size"])] = name
-        self.kernel_names = [t["name"] for t in self.manifest["graphs"]["template"][precision]["outputs"]]
-        self.exemplar_size = int(self.manifest["preset"]["track"]["exemplar_size"])
+        for graph in manifest.graphs_for(precision):
+            session = ort.InferenceSession(graph_path(folder, graph), options, providers=providers,
+                                           provider_options=provider_options)
+            if session.get_providers()[0] != provider:  # never a silent fallback to another provider
+                raise EngineError(f"onnxruntime could not start {provider} for {graph.file} (runs "
+                                  f"{session.get_providers()[0]}); check the CUDA/cuDNN/TensorRT libraries")
+            self.sessions[graph.name] = session
+            if graph.role == "search" and graph.instance_size is not None:
+                self.search_by_size[graph.instance_size] = graph.name
+        self.kernel_names = list(manifest.kernel_names(precision))
+        self.exemplar_size = manifest.exemplar_size
         self._ort = ort
+
+    def close(self) -> None:
+        self.sessions.clear()
 
     def _run(self, name: str, feeds: dict[str, Any], keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
         """Run one graph with I/O binding; outputs in ``keep_on_device`` stay OrtValues, the rest numpy."""
@@ -106,9 +105,7 @@ class OnnxRuntimeEngine(Engine):
         feeds: dict[str, Any] = {"search": x}
         feeds.update(zip(self.kernel_names, kernels))
         outs = self._run(self.search_by_size[size], feeds)
-        heads = {k: outs[k] for k in ("cls", "loc", "response") if k in outs}
-        extras = {k: v for k, v in outs.items() if k not in heads} or None
-        return SearchOutput(heads, extras)
+        return self._split(outs)
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         p0, p1, p2, p3 = crop_refine_inputs_np(extras["f0"], extras["f1"], extras["f2"], extras["mask_corr"], *cell)

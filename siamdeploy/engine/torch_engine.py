@@ -41,6 +41,7 @@ class TorchEngine(Engine):
             net = copy.deepcopy(net)
         self.net = net.eval().to(self.device)
         self.output_names = net.output_names
+        self.head_outputs = tuple(net.head_output_names)
         self.precision = precision
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple[int, ...], tuple[Any, ...]] = {}
@@ -59,10 +60,8 @@ class TorchEngine(Engine):
             return self._search_graph(x, kernels)
         with torch.inference_mode():
             outs = self.net.search(self._tensor(x), *kernels)
-        named = dict(zip(self.output_names, outs))
-        heads = {k: named[k].cpu().numpy() for k in ("cls", "loc", "response") if k in named}
-        extras = {k: v for k, v in named.items() if k not in heads} or None
-        return SearchOutput(heads, extras)
+        return self._split({n: t.cpu().numpy() if n in self.head_outputs else t
+                            for n, t in zip(self.output_names, outs)})
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         y, x = cell
@@ -87,10 +86,9 @@ class TorchEngine(Engine):
             for dst, src in zip(static_k, kernels):
                 dst.copy_(src)
             graph.replay()
-            named = dict(zip(self.output_names, outs))
-            heads = {k: named[k].cpu().numpy() for k in ("cls", "loc", "response") if k in named}
-            extras = {k: v.clone() for k, v in named.items() if k not in heads} or None
-        return SearchOutput(heads, extras)
+            # the graph's output tensors are overwritten by the next replay: hand out copies
+            return self._split({n: t.cpu().numpy() if n in self.head_outputs else t.clone()
+                                for n, t in zip(self.output_names, outs)})
 
     def _capture(self, x: np.ndarray, kernels: Any) -> tuple[Any, ...]:
         static_x = torch.from_numpy(x).to(self.device)
@@ -105,6 +103,9 @@ class TorchEngine(Engine):
         with torch.cuda.device(self.device), torch.cuda.graph(graph):
             outs = self.net.search(static_x, *static_k)
         return static_x, static_k, tuple(outs), graph
+
+    def close(self) -> None:
+        self._graphs.clear()
 
     def describe(self) -> str:
         return f"{self.backend} ({self.precision}, {self.device}{', CUDA graph' if self.cuda_graph else ''})"

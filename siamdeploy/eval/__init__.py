@@ -1,7 +1,7 @@
 """Evaluation on tracking benchmarks (numpy + OpenCV; no torch import).
 
 - :mod:`.metrics`: OTB success/precision, LaSOT normalized precision, GOT-10k AO/SR, VOT accuracy,
-  robustness and EAO (REFERENCE.md §8);
+  robustness and EAO (docs/evaluation.md#metrics);
 - :mod:`.datasets`: readers for OTB, GOT-10k, VOT and LaSOT folders (1-based files -> 0-based boxes);
 - :mod:`.writers`: result files in the toolkits' formats;
 - :mod:`.runner`: one-pass and supervised loops, ``python -m siamdeploy.eval``;

@@ -9,7 +9,7 @@ Every :class:`BenchmarkSequence` records its file ``origin`` (1 or 0).
 
 VOT regions. A line of 4 values is a box; a line of 8 values is a polygon (x1, y1, .., x4, y4). The box a
 tracker is (re-)initialised with comes from pysot's area-preserving rule (``get_axis_aligned_bbox``,
-REFERENCE.md §1): centre = mean of the corners, ``s = sqrt(A1 / A2)`` with ``A1`` the product of the
+docs/evaluation.md#vot-polygons): centre = mean of the corners, ``s = sqrt(A1 / A2)`` with ``A1`` the product of the
 lengths of the edges p1p2 and p2p3 (the polygon's area for a rectangle) and ``A2`` the area of the
 axis-aligned bounding box ``(x2-x1)(y2-y1)``; ``w = s(x2-x1) + 1``, ``h = s(y2-y1) + 1``; the box is
 ``(cx - (w-1)/2, cy - (h-1)/2, w, h)``. Polygon corners are pixel centres (inclusive convention): the box
@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..images import list_images, natural_key, read_image
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("otb", "got10k", "vot", "lasot")
 FILE_ORIGIN = {"otb": 1, "got10k": 1, "lasot": 1, "vot": 0}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # OTB-2015 sequences whose annotation starts after the first image (the benchmark's startFrame, 1-based)
 OTB_START_FRAMES = {"david": 300, "blurcar1": 247, "blurcar3": 3, "blurcar4": 18}
 _SEPARATORS = re.compile(r"[,\s;]+")
@@ -84,13 +84,7 @@ class BenchmarkSequence:
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as an ``HxWx3`` uint8 BGR image."""
-        import cv2
-
-        path = self.frame_paths[index]
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"cannot read image '{path}' (missing, empty or not an image)")
-        return img
+        return read_image(self.frame_paths[index])
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -149,19 +143,6 @@ def box_to_vot_polygon(box: Any) -> np.ndarray:
     inverse of :func:`vot_init_box` for axis-aligned boxes."""
     x, y, w, h = (float(v) for v in box)
     return np.array([x, y, x + w - 1, y, x + w - 1, y + h - 1, x, y + h - 1], np.float64)
-
-
-def _natural_key(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def list_images(folder: str) -> list[str]:
-    """Image files in ``folder``, sorted naturally (``2.jpg`` before ``10.jpg``)."""
-    try:
-        names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)]
-    except FileNotFoundError:
-        return []
-    return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
 
 
 def read_rows(path: str, widths: tuple[int, ...] = (4,)) -> list[np.ndarray]:
@@ -230,7 +211,7 @@ def _listed_sequences(base: str) -> list[tuple[str, str]]:
 
 
 def _subdirs(folder: str) -> list[str]:
-    return sorted((d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))), key=_natural_key)
+    return sorted((d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))), key=natural_key)
 
 
 def _list_file(path: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tracking metrics of the standard benchmarks (REFERENCE.md §8), numpy only.
+"""Tracking metrics of the standard benchmarks (docs/evaluation.md#metrics), numpy only.
 
 Boxes are ``(N, 4)`` arrays of ``(x, y, w, h)``; centres are ``(x + (w-1)/2, y + (h-1)/2)``. IoU is continuous
 (no rasterisation) everywhere, VOT included.
@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import as_boxes, center_error, iou
+
 SUCCESS_THRESHOLDS = np.linspace(0, 1, 21)
 PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64)
 NORM_PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100
@@ -39,35 +41,9 @@ VOT_BURNIN = 10         # frames ignored by accuracy from each (re-)initialisati
 
 
 # ---------------------------------------------------------------------------------------------- boxes
-def _boxes(a: Any) -> np.ndarray:
-    return np.atleast_2d(np.asarray(a, np.float64))
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Continuous intersection over union, row by row; ``(N,)`` in [0, 1] (0 where the union is empty)."""
-    a, b = _boxes(a), _boxes(b)
-    x0 = np.maximum(a[:, 0], b[:, 0])
-    y0 = np.maximum(a[:, 1], b[:, 1])
-    x1 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y1 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    with np.errstate(invalid="ignore"):
-        out = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-    return np.clip(out, 0.0, 1.0)
-
-
-def center_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distance between box centres, ``(N,)`` pixels."""
-    a, b = _boxes(a), _boxes(b)
-    ca = a[:, :2] + (a[:, 2:] - 1) / 2
-    cb = b[:, :2] + (b[:, 2:] - 1) / 2
-    return np.sqrt(((ca - cb) ** 2).sum(axis=1))
-
-
 def normalized_center_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Centre error with x divided by the ground-truth width and y by its height (LaSOT), ``(N,)``."""
-    pred, gt = _boxes(pred), _boxes(gt)
+    pred, gt = as_boxes(pred), as_boxes(gt)
     cp = pred[:, :2] + (pred[:, 2:] - 1) / 2
     cg = gt[:, :2] + (gt[:, 2:] - 1) / 2
     return np.sqrt((((cp - cg) / (gt[:, 2:] + 1e-16)) ** 2).sum(axis=1))
@@ -77,7 +53,7 @@ def clip_boxes_got10k(boxes: np.ndarray, size: tuple[float, float]) -> np.ndarra
     """The got10k toolkit's clipping to an image of ``size = (W, H)``: ``x <- clip(x, 0, W)``, then
     ``w <- clip(w, 0, W - x)`` (same for y, h). Note the quirk: a box hanging over the left/top edge is
     *shifted* to the edge, not cut (``x = -10, w = 30`` becomes ``x = 0, w = 30``)."""
-    out = _boxes(boxes).copy()
+    out = as_boxes(boxes).copy()
     width, height = size
     out[:, 0] = np.clip(out[:, 0], 0, width)
     out[:, 1] = np.clip(out[:, 1], 0, height)
@@ -137,8 +113,8 @@ def _check_pairs(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> None
     if len(preds) != len(gts) or not preds:
         raise ValueError(f"need one prediction per ground-truth sequence (got {len(preds)} and {len(gts)})")
     for i, (p, g) in enumerate(zip(preds, gts)):
-        if _boxes(p).shape != _boxes(g).shape:
-            raise ValueError(f"sequence {i}: prediction shape {_boxes(p).shape} != ground truth {_boxes(g).shape}")
+        if as_boxes(p).shape != as_boxes(g).shape:
+            raise ValueError(f"sequence {i}: prediction shape {as_boxes(p).shape} != ground truth {as_boxes(g).shape}")
 
 
 def ope_metrics(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], names: Sequence[str] | None = None,
@@ -156,7 +132,7 @@ def ope_metrics(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], names: S
     succ_mean, prec_mean = succ.mean(axis=0), prec.mean(axis=0)
     out: dict[str, Any] = {
         "sequences": len(preds),
-        "frames": int(sum(len(_boxes(g)) for g in gts)),
+        "frames": int(sum(len(as_boxes(g)) for g in gts)),
         "success_auc": float(succ_mean.mean()),
         "precision_20px": float(prec_mean[20]),
         "success_rate_50": float(succ_mean[10]),
@@ -189,7 +165,7 @@ def lasot_metrics(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], absent
     absent too (the pysot toolkit's ``w, h > 0`` mask)."""
     valid = []
     for g, a in zip(gts, absent):
-        g = _boxes(g)
+        g = as_boxes(g)
         valid.append(~np.asarray(a, bool) & (g[:, 2] > 0) & (g[:, 3] > 0))
     return ope_metrics(preds, gts, names, valid=valid, normalized=True)
 
@@ -205,7 +181,7 @@ def got10k_metrics(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], cover
     names = list(names) if names is not None else [f"seq{i}" for i in range(len(preds))]
     pooled, per_seq = [], {}
     for name, p, g, c, size in zip(names, preds, gts, covers, sizes):
-        p, g = _boxes(p)[1:], _boxes(g)[1:]
+        p, g = as_boxes(p)[1:], as_boxes(g)[1:]
         overlaps = _got10k_iou(clip_boxes_got10k(p, size), clip_boxes_got10k(g, size))
         if c is not None:
             overlaps = overlaps[np.asarray(c)[1:] > 0]
@@ -319,7 +295,7 @@ def region_overlap(a: Any, b: Any, bound: tuple[float, float] | None = None) -> 
     """Continuous IoU of two regions (boxes or polygons), optionally both clipped to ``[0, W] x [0, H]``.
 
     This is the exact area ratio of the polygons, **not** the VOT toolkit's rasterised overlap (which counts
-    whole pixels and hides sub-pixel differences, REFERENCE.md §8). The intersection clips one polygon by the
+    whole pixels and hides sub-pixel differences, docs/evaluation.md#overlap). The intersection clips one polygon by the
     other, which must be convex (boxes, rotated boxes and VOT quadrilaterals are); if neither is, the second
     is replaced by its convex hull. Bounds follow pysot: ``(W, H)`` is the rectangle ``[0, W] x [0, H]``."""
     pa, pb = region_polygon(a), region_polygon(b)

@@ -11,6 +11,7 @@ import sys
 
 from ..cli import run_cli
 from ..errors import ExportError
+from ..manifest import is_export_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,14 +47,14 @@ def _export(args: argparse.Namespace) -> int:
 
         import_tensorrt()
         import_cudart()
-    if os.path.isdir(args.checkpoint) and os.path.isfile(os.path.join(args.checkpoint, "manifest.json")):
+    if is_export_folder(args.checkpoint):
         if not args.engine:
             raise ExportError(f"'{args.checkpoint}' is already an export folder; pass --engine to build TensorRT "
                               "engines from it")
         _print_engines(_build_engines(args, args.checkpoint))
         return 0
     from ..checkpoint import load_model
-    from ..export.manifest import sha256_file
+    from ..manifest import sha256_file
     from .exporter import export_model
 
     loaded = load_model(args.checkpoint, config=args.config, preset=args.preset,
@@ -67,9 +68,8 @@ def _export(args: argparse.Namespace) -> int:
     result = export_model(loaded, out, precision=precision, opset=args.opset, validate=not args.no_validate)
     built = _build_engines(args, result.folder) if args.engine else None
     print(f"exported {loaded.preset.name} to {result.folder}:")
-    for name, variants in result.manifest["graphs"].items():
-        for precision, entry in variants.items():
-            print(f"  {entry['file']:<24} {precision}  inputs {', '.join(t['name'] for t in entry['inputs'])}")
+    for graph in result.manifest.graphs:
+        print(f"  {graph.file:<24} {graph.precision}  inputs {', '.join(graph.input_names)}")
     print("  manifest.json")
     if result.report:
         worst = [line for line in result.report if "tracked box" in line]

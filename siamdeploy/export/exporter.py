@@ -5,6 +5,7 @@ and validation succeeded, so a failure leaves nothing half-written.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -24,15 +25,17 @@ except ImportError:  # the CLI turns this into one line
 
 from .. import __version__
 from ..checkpoint import LoadedModel
+from ..families import family_of
 from ..fsutil import replace_dir
 from .fp16 import convert_mixed_fp16
-from .graphs import GraphSpec, plan_graphs, search_sizes
-from .manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write_manifest
+from .graphs import GraphSpec, TensorSpec, plan_graphs, search_sizes
+from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo, sha256_file,
+                        write_manifest)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
-# onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: REFERENCE.md §9)
+# onnxruntime 1.31 reads IR version <= 11 (onnx 1.23's make_model writes 14: docs/export.md#onnx-ir-version)
 MAX_IR_VERSION = 10
 
 
@@ -41,14 +44,17 @@ class ExportResult:
     """Where the export went and what validation measured (per graph and precision)."""
 
     folder: str
-    manifest: dict
+    manifest: ExportManifest
     report: list[str]
 
 
-def _input_description(loaded: LoadedModel) -> dict[str, str]:
-    colour = loaded.preset.track.colour
-    note = loaded.layout.note or "none"
-    return {"colour": colour, "range": "0..255 float32, NCHW", "normalisation": note}
+def _input_description(loaded: LoadedModel) -> InputInfo:
+    return InputInfo(colour=str(loaded.preset.track.colour), range="0..255 float32, NCHW",
+                     normalisation=loaded.layout.note or "none")
+
+
+def _tensors(specs: tuple[TensorSpec, ...]) -> tuple[TensorInfo, ...]:
+    return tuple(TensorInfo(t.name, t.shape) for t in specs)
 
 
 def _export_graph(spec: GraphSpec, module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str,
@@ -102,11 +108,11 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
     try:
         ckpt_sha = sha256_file(loaded.path)
-        metadata = {"siamdeploy_version": __version__, "preset": preset.name, "family": preset.model.family,
+        metadata = {"siamdeploy_version": __version__, "preset": preset.name, "family": preset.track.tracker,
                     "input_colour": preset.track.colour, "input_range": "0..255",
                     "checkpoint_sha256": ckpt_sha}
         plans = plan_graphs(loaded.net, preset)
-        graphs: dict[str, dict] = {}
+        graphs: list[GraphFile] = []
         variants = ["fp32"] + (["fp16"] if precision in ("fp16", "both") else [])
         for index, (spec, module, args) in enumerate(plans, start=1):
             if progress:
@@ -114,41 +120,38 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             path = os.path.join(tmp, spec.filename)
             model = _export_graph(spec, module, args, path, opset, metadata)
             onnx.save(model, path)
-            entry = {"file": spec.filename, "role": spec.role, "instance_size": spec.instance_size,
-                     "inputs": [t.as_dict() for t in spec.inputs], "outputs": [t.as_dict() for t in spec.outputs],
-                     "precision": "fp32"}
-            graphs[spec.name] = {"fp32": entry}
+            entry = GraphFile(name=spec.name, role=spec.role, precision="fp32", file=spec.filename,
+                              sha256=sha256_file(path), inputs=_tensors(spec.inputs), outputs=_tensors(spec.outputs),
+                              instance_size=spec.instance_size)
+            graphs.append(entry)
             if "fp16" in variants:
                 half, fp16_nodes, fp32_nodes = convert_mixed_fp16(model)
                 half_name = f"{spec.name}_fp16.onnx"
                 onnx.save(half, os.path.join(tmp, half_name))
-                graphs[spec.name]["fp16"] = {**entry, "file": half_name, "precision": "fp16",
-                                             "fp16_nodes": len(fp16_nodes), "fp32_nodes": fp32_nodes}
-        for variants_of in graphs.values():
-            for entry in variants_of.values():
-                entry["sha256"] = sha256_file(os.path.join(tmp, entry["file"]))
+                graphs.append(dataclasses.replace(entry, precision="fp16", file=half_name,
+                                                  sha256=sha256_file(os.path.join(tmp, half_name)),
+                                                  fp32_nodes=tuple(fp32_nodes), reduced_nodes=len(fp16_nodes)))
         p = preset.track
         from ..runtime.anchors import anchor_shapes  # numpy only
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "siamdeploy_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "family": preset.model.family, "preset": preset_to_dict(preset),
-            "input": _input_description(loaded),
-            "exemplar_size": p.exemplar_size, "instance_sizes": search_sizes(preset), "stride": p.stride,
-            "score_sizes": [p.score_size(s) for s in search_sizes(preset)] if preset.model.family != "siamfc" else None,
-            "anchors": ({"ratios": list(p.ratios), "scales": list(p.scales),
-                         "shapes_wh": anchor_shapes(p.stride, p.ratios, p.scales).tolist()}
-                        if preset.model.family != "siamfc" else None),
-            "opset": opset, "precisions": variants,
-            "checkpoint": {"file": os.path.basename(loaded.path), "sha256": ckpt_sha, "layout": loaded.layout.name},
-            "graphs": graphs,
-        }
+        sizes = search_sizes(preset)
+        anchored = family_of(p).anchored
+        extras = {"exemplar_size": p.exemplar_size, "instance_sizes": sizes, "stride": p.stride,
+                  "score_sizes": [p.score_size(s) for s in sizes] if anchored else None,
+                  "anchors": ({"ratios": list(p.ratios), "scales": list(p.scales),
+                               "shapes_wh": anchor_shapes(p.stride, p.ratios, p.scales).tolist()}
+                              if anchored else None)}
+        manifest = ExportManifest(
+            siamdeploy_version=__version__,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            preset=preset, input=_input_description(loaded),
+            checkpoint=CheckpointInfo(os.path.basename(loaded.path), ckpt_sha, loaded.layout.name),
+            opset=opset, graphs=tuple(graphs), extras=extras)
         write_manifest(tmp, manifest)
         report: list[str] = []
         if validate:
             from .validate import validate_export
             report = validate_export(loaded, tmp, variants)
-            manifest["validation"] = report
+            manifest = manifest.with_validation(report)
             write_manifest(tmp, manifest)
         replace_dir(tmp, out_dir)
         return ExportResult(out_dir, manifest, report)

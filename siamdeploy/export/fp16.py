@@ -1,6 +1,6 @@
 """Mixed-precision ONNX: backbone and neck in FP16; correlation, heads, refine and graph I/O in FP32.
 
-Correlations are long reductions and the heads feed softmax/exp, so they stay FP32 (REFERENCE.md §9).
+Correlations are long reductions and the heads feed softmax/exp, so they stay FP32 (docs/export.md#fp16).
 Nodes are assigned by the module scope the exporter writes into node names (``/backbone/...``,
 ``/neck/...``); Cast nodes are inserted wherever a value crosses between the two precisions.
 """

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import MASK_HEAD
+from ..families import family_of
 from ..models import SiameseNet
 from ..presets import Preset
 
@@ -83,18 +84,12 @@ class _MaskHeadBranch(nn.Module):
 
 def search_sizes(preset: Preset) -> list[int]:
     """Every search-crop side the preset's tracker can ask for, the normal one first."""
-    p = preset.track
-    sizes = [p.instance_size]
-    if p.tracker == "siamrpn_lt":
-        sizes.append(p.lost_instance_size)
-    if p.small_target_instance_size is not None:
-        sizes.append(p.small_target_instance_size)
-    return sizes
+    return family_of(preset.track).search_sizes(preset.track)
 
 
 def search_batch(preset: Preset) -> int:
-    """Crops per search call: SiamFC searches all scales at once."""
-    return preset.track.scale_num if preset.track.tracker == "siamfc" else 1
+    """Crops per search call (SiamFC searches all scales at once)."""
+    return family_of(preset.track).search_batch(preset.track)
 
 
 def _shapes(module: nn.Module, args: tuple[torch.Tensor, ...]) -> list[tuple[int, ...]]:

@@ -1,15 +1,20 @@
 """Necks and heads, each split into a template part (-> correlation kernels) and a search part.
 
 Kernels are returned already shaped as convolution weights, so the search part is a plain grouped
-convolution whose weight is a runtime input (REFERENCE.md §4):
+convolution whose weight is a runtime input (docs/networks.md#correlation-as-a-grouped-convolution):
 - depthwise: ``(C, 1, k, k)``, conv with ``groups=C``;
 - up-channel / SiamFC: ``(K, C, k, k)``, conv with ``groups=1``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import ModelSpec
+from ..errors import ConfigError
 
 
 def depthwise_xcorr(search: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -94,11 +99,23 @@ class DepthwiseRPN(nn.Module):
         self.cls = DepthwiseXCorr(cin, hidden, 2 * anchor_num)
         self.loc = DepthwiseXCorr(cin, hidden, 4 * anchor_num)
 
-    def kernels(self, zf: torch.Tensor) -> list[torch.Tensor]:
-        return [self.cls.kernel(zf), self.loc.kernel(zf)]
+    output_names = ("cls", "loc")
 
-    def forward(self, xf: torch.Tensor, cls_k: torch.Tensor, loc_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cls(xf, cls_k), self.loc(xf, loc_k)
+    @staticmethod
+    def kernel_names(levels: int) -> list[str]:
+        return ["cls_kernel0", "loc_kernel0"]
+
+    def kernels(self, zfs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Last-level template features -> ``[cls (C,1,k,k), loc (C,1,k,k)]`` depthwise weights."""
+        return [self.cls.kernel(zfs[-1]), self.loc.kernel(zfs[-1])]
+
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return self.cls(xfs[-1], kernels[0]), self.loc(xfs[-1], kernels[1])
+
+    def rescale(self, cls_factor: float, loc_factor: float) -> None:
+        """Scale the last layers so cls/loc outputs scale by these factors (seeded random weights)."""
+        _scale_last(self.cls.head[3], cls_factor)
+        _scale_last(self.loc.head[3], loc_factor)
 
 
 class MultiRPN(nn.Module):
@@ -114,14 +131,25 @@ class MultiRPN(nn.Module):
             self.cls_weight = nn.Parameter(torch.ones(self.levels))
             self.loc_weight = nn.Parameter(torch.ones(self.levels))
 
+    output_names = ("cls", "loc")
+
+    @staticmethod
+    def kernel_names(levels: int) -> list[str]:
+        return [n for i in range(levels) for n in (f"cls_kernel{i}", f"loc_kernel{i}")]
+
     def kernels(self, zfs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Template features per level -> ``[cls0, loc0, cls1, loc1, ...]`` depthwise weights."""
         out: list[torch.Tensor] = []
         for i, zf in enumerate(zfs):
-            out += getattr(self, f"rpn{i + 2}").kernels(zf)
+            out += getattr(self, f"rpn{i + 2}").kernels([zf])
         return out
 
-    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        outs = [getattr(self, f"rpn{i + 2}")(xf, kernels[2 * i], kernels[2 * i + 1]) for i, xf in enumerate(xfs)]
+    def rescale(self, cls_factor: float, loc_factor: float) -> None:
+        for i in range(self.levels):
+            getattr(self, f"rpn{i + 2}").rescale(cls_factor, loc_factor)
+
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        outs = [getattr(self, f"rpn{i + 2}")([xf], kernels[2 * i:2 * i + 2]) for i, xf in enumerate(xfs)]
         if self.weighted:
             wc, wl = F.softmax(self.cls_weight, 0), F.softmax(self.loc_weight, 0)
             cls = sum(o[0] * wc[i] for i, o in enumerate(outs))
@@ -144,17 +172,79 @@ class UPChannelRPN(nn.Module):
         self.search_loc_conv = nn.Conv2d(cin, cin, 3)
         self.loc_adjust = nn.Conv2d(4 * anchor_num, 4 * anchor_num, 1)
 
-    def kernels(self, zf: torch.Tensor) -> list[torch.Tensor]:
+    output_names = ("cls", "loc")
+
+    @staticmethod
+    def kernel_names(levels: int) -> list[str]:
+        return ["cls_kernel0", "loc_kernel0"]
+
+    def kernels(self, zfs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Last-level template features -> ``[cls (2A,C,k,k), loc (4A,C,k,k)]`` full filters."""
+        zf = zfs[-1]
         c = zf.shape[1]
         cls_k = self.template_cls_conv(zf)
         loc_k = self.template_loc_conv(zf)
         k = cls_k.shape[-1]
         return [cls_k.reshape(2 * self.anchor_num, c, k, k), loc_k.reshape(4 * self.anchor_num, c, k, k)]
 
-    def forward(self, xf: torch.Tensor, cls_k: torch.Tensor, loc_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cls = full_xcorr(self.search_cls_conv(xf), cls_k)
-        loc = self.loc_adjust(full_xcorr(self.search_loc_conv(xf), loc_k))
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        xf = xfs[-1]
+        cls = full_xcorr(self.search_cls_conv(xf), kernels[0])
+        loc = self.loc_adjust(full_xcorr(self.search_loc_conv(xf), kernels[1]))
         return cls, loc
+
+    def rescale(self, cls_factor: float, loc_factor: float) -> None:
+        _scale_last(self.template_cls_conv, cls_factor)
+        _scale_last(self.template_loc_conv, loc_factor)
+        self.loc_adjust.bias.mul_(loc_factor)
+
+
+class SiamFCHead(nn.Module):
+    """SiamFC: the template feature map itself is the kernel; response = full correlation x ``out_scale``.
+    No parameters (so no checkpoint keys)."""
+
+    output_names = ("response",)
+
+    def __init__(self, out_scale: float) -> None:
+        super().__init__()
+        self.out_scale = out_scale
+
+    @staticmethod
+    def kernel_names(levels: int) -> list[str]:
+        return ["kernel"]
+
+    def kernels(self, zfs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [zfs[0]]
+
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return (full_xcorr(xfs[0], kernels[0]) * self.out_scale,)
+
+    def rescale(self, cls_factor: float, loc_factor: float) -> None:
+        """Nothing to rescale: only the argmax of the response matters."""
+
+
+def _scale_last(module: nn.Module, factor: float) -> None:
+    module.weight.mul_(factor)  # type: ignore[operator]
+    if module.bias is not None:
+        module.bias.mul_(factor)  # type: ignore[operator]
+
+
+def build_head(spec: ModelSpec) -> nn.Module:
+    """The correlation head named by ``spec.head`` (see :data:`HEADS`)."""
+    try:
+        make = HEADS[spec.head]
+    except KeyError:
+        raise ConfigError(f"unknown head '{spec.head}'; known: {', '.join(HEADS)}") from None
+    return make(spec)
+
+
+# head name (ModelSpec.head) -> builder. Every head takes feature lists and returns its outputs in order.
+HEADS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "depthwise_rpn": lambda s: DepthwiseRPN(s.anchor_num, s.head_in[0], s.head_hidden),
+    "multi_rpn": lambda s: MultiRPN(s.anchor_num, s.head_in, s.weighted),
+    "upchannel_rpn": lambda s: UPChannelRPN(s.anchor_num, s.head_in[0]),
+    "siamfc": lambda s: SiamFCHead(s.out_scale),
+}
 
 
 def _conv_relu_pair(cin: int, mid: int, cout: int) -> nn.Sequential:
@@ -191,7 +281,7 @@ class Refine(nn.Module):
 
 def crop_refine_inputs(f0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, corr: torch.Tensor,
                        y: int, x: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut the refine inputs at score cell ``(y, x)`` (REFERENCE.md §4, SiamMask)."""
+    """Cut the refine inputs at score cell ``(y, x)`` (docs/networks.md#siammask-refine)."""
     p0 = F.pad(f0, [16, 16, 16, 16])[:, :, 4 * y:4 * y + 61, 4 * x:4 * x + 61]
     p1 = F.pad(f1, [8, 8, 8, 8])[:, :, 2 * y:2 * y + 31, 2 * x:2 * x + 31]
     p2 = F.pad(f2, [4, 4, 4, 4])[:, :, y:y + 15, x:x + 15]

@@ -1,4 +1,4 @@
-"""Seeded random weights that behave like a trained model numerically (REFERENCE.md §7).
+"""Seeded random weights that behave like a trained model numerically (docs/testing.md#random-weight-models).
 
 Random conv weights on 0..255 input blow up, and untouched BatchNorm (gamma 1, beta 0, mean 0, var 1) would
 hide a broken BN export. So: randomise every BN, then recalibrate its running statistics on real-looking
@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..apps.synthetic import texture
+from ..synthetic.texture import texture
 from ..presets import Preset
-from .heads import DepthwiseXCorr, UPChannelRPN, crop_refine_inputs
+from .heads import _scale_last, crop_refine_inputs
 from .siamese import SiameseNet
 
 
@@ -60,29 +60,13 @@ def _outputs(net: SiameseNet, zs: torch.Tensor, xs: torch.Tensor) -> list[tuple[
     return [net.search(xs[i:i + 1], *net.template(zs[i:i + 1])) for i in range(len(zs))]
 
 
-def _scale_last(module: nn.Module, factor: float) -> None:
-    module.weight.mul_(factor)
-    if module.bias is not None:
-        module.bias.mul_(factor)
-
-
 def _rescale_heads(net: SiameseNet, zs: torch.Tensor, xs: torch.Tensor) -> None:
-    head = net.rpn_head
-    if head is None:  # SiamFC: only the argmax of the response matters
+    if net.head_output_names != ["cls", "loc"]:  # SiamFC: only the argmax of the response matters
         return
     outs = _outputs(net, zs, xs)
     cls_std = torch.cat([o[0].flatten() for o in outs]).std().item()
     loc_std = torch.cat([o[1].flatten() for o in outs]).std().item()
-    cls_f, loc_f = 1.5 / max(cls_std, 1e-12), 0.25 / max(loc_std, 1e-12)
-    if isinstance(head, UPChannelRPN):
-        _scale_last(head.template_cls_conv, cls_f)
-        _scale_last(head.template_loc_conv, loc_f)
-        head.loc_adjust.bias.mul_(loc_f)
-    else:
-        for m in head.modules():
-            if isinstance(m, DepthwiseXCorr):
-                is_cls = m.head[3].out_channels == 2 * net.spec.anchor_num
-                _scale_last(m.head[3], cls_f if is_cls else loc_f)
+    net.rpn_head.rescale(1.5 / max(cls_std, 1e-12), 0.25 / max(loc_std, 1e-12))
     if net.spec.refine:
         out = net.search(xs[:1], *net.template(zs[:1]))
         n = out[0].shape[-1]

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from ..config import ModelSpec
-from ..errors import ConfigError
 from .backbones import build_backbone
-from .heads import AdjustAllLayer, DepthwiseRPN, DepthwiseXCorr, MultiRPN, Refine, UPChannelRPN, full_xcorr
+from .heads import AdjustAllLayer, DepthwiseXCorr, Refine, build_head
 
 
 class SiameseNet(nn.Module):
@@ -33,16 +32,7 @@ class SiameseNet(nn.Module):
         self._half = False  # see half_features()
         self.backbone = build_backbone(spec.backbone, spec.width_mult, spec.used_layers)
         self.neck = AdjustAllLayer(spec.neck_in, spec.neck_out) if spec.neck_out else None
-        if spec.head == "depthwise_rpn":
-            self.rpn_head: nn.Module | None = DepthwiseRPN(spec.anchor_num, spec.head_in[0], spec.head_hidden)
-        elif spec.head == "multi_rpn":
-            self.rpn_head = MultiRPN(spec.anchor_num, spec.head_in, spec.weighted)
-        elif spec.head == "upchannel_rpn":
-            self.rpn_head = UPChannelRPN(spec.anchor_num, spec.head_in[0])
-        elif spec.head == "siamfc":
-            self.rpn_head = None
-        else:
-            raise ConfigError(f"unknown head '{spec.head}'; known: depthwise_rpn, multi_rpn, upchannel_rpn, siamfc")
+        self.rpn_head = build_head(spec)
         if spec.mask:
             self.mask_head = DepthwiseXCorr(spec.head_in[0], spec.head_hidden, 63 * 63)
             if spec.refine:
@@ -51,17 +41,17 @@ class SiameseNet(nn.Module):
     # -- names of the branch inputs/outputs, shared by the engines and the exporter
     @property
     def kernel_names(self) -> list[str]:
-        if self.spec.head == "siamfc":
-            return ["kernel"]
-        levels = len(self.spec.head_in) if self.spec.head == "multi_rpn" else 1
-        names = [n for i in range(levels) for n in (f"cls_kernel{i}", f"loc_kernel{i}")]
+        names = self.rpn_head.kernel_names(len(self.spec.head_in))
         return names + (["mask_kernel"] if self.spec.mask else [])
 
     @property
+    def head_output_names(self) -> list[str]:
+        """The search outputs a tracker decodes (the rest of :attr:`output_names` feed SiamMask's refine)."""
+        return list(self.rpn_head.output_names)
+
+    @property
     def output_names(self) -> list[str]:
-        if self.spec.head == "siamfc":
-            return ["response"]
-        return ["cls", "loc"] + (["mask_corr", "f0", "f1", "f2"] if self.spec.mask else [])
+        return self.head_output_names + (["mask_corr", "f0", "f1", "f2"] if self.spec.mask else [])
 
     def half_features(self) -> None:
         """Backbone and neck in FP16 (CUDA); their outputs are cast back, so correlation, heads and refine
@@ -88,12 +78,7 @@ class SiameseNet(nn.Module):
     def template(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Exemplar crop ``(1, 3, 127, 127)`` -> correlation kernels (weight-shaped, see :mod:`.heads`)."""
         zfs, _ = self._features(z)
-        if self.rpn_head is None:
-            return (zfs[0],)
-        if isinstance(self.rpn_head, MultiRPN):
-            kernels = self.rpn_head.kernels(zfs)
-        else:
-            kernels = self.rpn_head.kernels(zfs[0])
+        kernels = self.rpn_head.kernels(zfs)
         if self.spec.mask:
             kernels.append(self.mask_head.kernel(zfs[0]))
         return tuple(kernels)
@@ -101,16 +86,11 @@ class SiameseNet(nn.Module):
     def search(self, x: torch.Tensor, *kernels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Search crops ``(B, 3, S, S)`` + kernels -> outputs in :attr:`output_names` order."""
         xfs, extra = self._features(x)
-        if self.rpn_head is None:
-            return (full_xcorr(xfs[0], kernels[0]) * self.spec.out_scale,)
-        if isinstance(self.rpn_head, MultiRPN):
-            cls, loc = self.rpn_head(xfs, list(kernels))
-        else:
-            cls, loc = self.rpn_head(xfs[0], kernels[0], kernels[1])
+        heads = tuple(self.rpn_head(xfs, list(kernels)))
         if not self.spec.mask:
-            return cls, loc
+            return heads
         corr = self.mask_head.correlate(xfs[0], kernels[-1])
-        return (cls, loc, corr, *extra)
+        return (*heads, corr, *extra)
 
     def mask_logits_at(self, corr_cell: torch.Tensor) -> torch.Tensor:
         """SiamMask base mode: the mask head on one correlation cell ``(1, 256, 1, 1)`` -> ``(1, 3969, 1, 1)``."""

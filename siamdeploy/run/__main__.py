@@ -98,7 +98,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime Tracker
     from .. import load_tracker
-    from ..engine.torch_engine import TorchEngine
     from ..presets import get_preset
     from ..runtime import make_tracker
 
@@ -108,6 +107,7 @@ def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime
     if args.backend not in ("torch", "auto"):
         raise InputError("the random-weight demo model runs on the torch backend; for other backends pass "
                          "--model CHECKPOINT_OR_EXPORT_FOLDER")
+    from ..engine.torch_engine import TorchEngine
     from ..models.random_init import random_model
 
     preset = get_preset(args.preset or "siamrpn_alex_dwxcorr")

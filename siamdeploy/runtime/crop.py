@@ -1,4 +1,11 @@
-"""Crops around the target, padded with the frame's mean colour, as the upstream trackers cut them."""
+"""Crops around the target, padded with the frame's mean colour, as the upstream trackers cut them.
+
+Memory is bounded: a crop of at most :data:`MAX_EXACT_CROP_PIXELS` pixels is cut whole (the window, padded,
+then resized), pixel for pixel as the upstream code does. A larger window (only reachable with a target many
+times the frame, e.g. a 20000-pixel init box) is never allocated: the part that overlaps the frame is resized
+straight to its share of the output and the rest of the output is the fill colour (see :func:`cut_resized`),
+so a crop allocates at most ``3 * MAX_EXACT_CROP_PIXELS`` bytes plus its output.
+"""
 from __future__ import annotations
 
 import math
@@ -6,11 +13,14 @@ import math
 import cv2
 import numpy as np
 
-from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP
+from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP, CropRounding
 from ..errors import ConfigError
 
+# Windows up to this many pixels (4096 x 4096, 48 MiB as uint8 BGR) are cut exactly; larger ones are bounded.
+MAX_EXACT_CROP_PIXELS = 1 << 24
 
-def round_by_rule(value: float, rule: str) -> int:
+
+def round_by_rule(value: float, rule: CropRounding | str) -> int:
     """Round ``value`` to an integer by one of the upstream rules.
 
     ``floor_half_up``: ``floor(v + 0.5)`` (pysot); ``half_away``: Python 2 ``round`` (DaSiamRPN);
@@ -24,7 +34,7 @@ def round_by_rule(value: float, rule: str) -> int:
         return round(value)
     if rule == ROUND_HALF_UP:  # the upstream offsets keep its float rounding at ties exactly
         return round(value + 1e-6 + 1000) - 1000
-    raise ConfigError(f"unknown rounding rule '{rule}'; known: floor_half_up, half_away, half_even, half_up")
+    raise ConfigError(f"unknown rounding rule '{rule}'; known: {', '.join(CropRounding)}")
 
 
 def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: np.ndarray) -> np.ndarray:
@@ -42,6 +52,32 @@ def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill
     if ix1 > ix0 and iy1 > iy0:
         patch[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = img[iy0:iy1, ix0:ix1]
     return patch
+
+
+def cut_resized(img: np.ndarray, x0: int, y0: int, width: int, height: int, out_size: int, fill: np.ndarray,
+                resize: bool = True) -> np.ndarray:
+    """The window ``[y0, y0+height) x [x0, x0+width)`` of ``img`` (``fill`` outside the frame) resized with
+    INTER_LINEAR to ``out_size x out_size`` (or returned as cut when ``resize`` is False), uint8 ``HxWx3``.
+
+    Windows of at most :data:`MAX_EXACT_CROP_PIXELS` pixels give exactly ``cv2.resize(crop_window(...))``.
+    Larger ones never exist in memory: the frame part of the window is resized (INTER_AREA) to the output
+    rectangle it covers, rounded to whole pixels, into an output filled with ``fill``.
+    """
+    if width * height <= MAX_EXACT_CROP_PIXELS:
+        patch = crop_window(img, x0, y0, width, height, fill)
+        return cv2.resize(patch, (out_size, out_size)) if resize else patch
+    out = np.empty((out_size, out_size, img.shape[2]), np.uint8)
+    out[:] = fill
+    h_img, w_img = img.shape[:2]
+    ix0, iy0 = max(x0, 0), max(y0, 0)
+    ix1, iy1 = min(x0 + width, w_img), min(y0 + height, h_img)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return out
+    sx, sy = out_size / width, out_size / height
+    ox0, oy0 = min(round((ix0 - x0) * sx), out_size - 1), min(round((iy0 - y0) * sy), out_size - 1)
+    ox1, oy1 = max(round((ix1 - x0) * sx), ox0 + 1), max(round((iy1 - y0) * sy), oy0 + 1)
+    out[oy0:oy1, ox0:ox1] = cv2.resize(img[iy0:iy1, ix0:ix1], (ox1 - ox0, oy1 - oy0), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def truncated_fill(mean_colour: np.ndarray) -> np.ndarray:
@@ -64,10 +100,7 @@ def square_crop(img: np.ndarray, centre: tuple[float, float], size: int, out_siz
     half = (size + 1) / 2
     x0 = round_by_rule(centre[0] - half, rounding)
     y0 = round_by_rule(centre[1] - half, rounding)
-    patch = crop_window(img, x0, y0, size, size, fill)
-    if size != out_size:
-        patch = cv2.resize(patch, (out_size, out_size))
-    return patch
+    return cut_resized(img, x0, y0, size, size, out_size, fill, resize=size != out_size)
 
 
 def float_crop(img: np.ndarray, centre: tuple[float, float], side: float, out_size: int,
@@ -85,11 +118,8 @@ def float_crop(img: np.ndarray, centre: tuple[float, float], side: float, out_si
         pad = round_by_rule(max(0.0, -lo), ROUND_HALF_UP)  # upstream rounds in padded coordinates
         corners.append((round_by_rule(lo + pad, ROUND_HALF_UP) - pad, round_by_rule(hi + pad, ROUND_HALF_UP) - pad))
     (x0, x1), (y0, y1) = corners
-    patch = crop_window(img, x0, y0, x1 - x0 + 1, y1 - y0 + 1, fill)
-    patch_height = patch.shape[0]
-    if side != out_size:
-        patch = cv2.resize(patch, (out_size, out_size))
-    return patch, patch_height
+    patch = cut_resized(img, x0, y0, x1 - x0 + 1, y1 - y0 + 1, out_size, fill, resize=side != out_size)
+    return patch, y1 - y0 + 1
 
 
 def to_blob(patches: list[np.ndarray], rgb: bool) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""From raw RPN outputs to scored, penalised box candidates (REFERENCE.md §5, §6)."""
+"""From raw RPN outputs to scored, penalised box candidates (see docs/tracking.md#decoding-and-selection)."""
 from __future__ import annotations
 
 import numpy as np

@@ -24,22 +24,23 @@ from typing import Any
 
 def load_engine(folder: str, precision: str = "fp16", device: str | None = None, cuda_graph: bool = False,
                 cache_root: str | None = None, rebuild: bool = True, options: Any = None,
-                verify: bool = True) -> Any:
+                verify: bool = True, manifest: Any = None) -> Any:
     """A :class:`~.runner.TensorRTEngine` for the export ``folder``: the cached plans for this GPU and
     TensorRT (built first when missing or stale, unless ``rebuild=False``), loaded.
 
     precision: ``fp16`` | ``fp32`` | ``int8`` (INT8 needs Q/DQ graphs in the export; not run so far).
     device: ``cuda`` / ``cuda:N``. options: :class:`~.network.BuildOptions`. verify: check the export's
-    sha256 sums when reading its manifest.
+    sha256 sums when reading its manifest. manifest: the export's manifest when the caller has already read
+    (and verified) it.
     """
     from . import device as _device
     from .build import ensure_engines
-    from .manifest_view import read_view
+    from .manifest_view import as_view, read_view
     from .runner import TensorRTEngine
 
     _device.import_tensorrt()  # one-line install hints before any work
     _device.import_cudart()
-    view = read_view(folder, verify=verify)
+    view = as_view(manifest) if manifest is not None else read_view(folder, verify=verify)
     entry = ensure_engines(folder, precision, cache_root=cache_root, rebuild=rebuild, options=options,
                            device=device, view=view)
     return TensorRTEngine(entry, view, device=device, cuda_graph=cuda_graph)

@@ -179,7 +179,7 @@ def read_sidecar(path: str) -> dict[str, Any] | None:
 
 
 def _sha256(path: str) -> str:
-    from ..export.manifest import sha256_file
+    from ..manifest import sha256_file
 
     return sha256_file(path)
 

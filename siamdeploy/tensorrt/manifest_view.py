@@ -75,6 +75,6 @@ def as_view(manifest: Any) -> ManifestView:
 
 def read_view(folder: str, verify: bool = True) -> ManifestView:
     """Read (and by default verify) the manifest of the export ``folder`` as a :class:`ManifestView`."""
-    from ..export.manifest import read_manifest
+    from ..manifest import read_manifest
 
     return as_view(read_manifest(folder, verify=verify))

@@ -151,18 +151,12 @@ class TensorRTEngine(Engine):
 
     backend = "tensorrt"
 
-    def __init__(self, entry: CacheEntry, manifest: ManifestView | Mapping[str, Any], device: str | None = None,
+    def __init__(self, entry: CacheEntry, manifest: ManifestView | Mapping[str, Any] | Any, device: str | None = None,
                  cuda_graph: bool = False) -> None:
         self._closed = True
         _device.import_tensorrt()  # one-line install hints before any work
         _device.import_cudart()
         self._setup(entry, as_view(manifest), device, cuda_graph, str(entry.sidecar.get("precision", "fp16")))
-
-    def __enter__(self) -> TensorRTEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------------ setup
     def _setup(self, entry: CacheEntry, view: ManifestView, device: str | None, cuda_graph: bool,

@@ -1,4 +1,5 @@
-"""Which TensorRT versions siamdeploy builds with, and how (no tensorrt import here).
+"""Which TensorRT versions siamdeploy builds with, and how (no tensorrt import here; background in
+docs/export.md#tensorrt).
 
 - TensorRT < 8.5 is refused: it cannot take a convolution whose weights are a runtime tensor, and every
   correlation here is exactly that (the template branch's output is the search graph's Conv weight).

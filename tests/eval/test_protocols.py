@@ -1,4 +1,4 @@
-"""Protocol quirks of REFERENCE.md §8 on hand-made cases with hand-computed values."""
+"""Protocol quirks (docs/evaluation.md) on hand-made cases with hand-computed values."""
 from __future__ import annotations
 
 import math

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from siamdeploy.compare import REPLAY_BOX_PX, OutputComparison, compare_boxes, teacher_force, tolerance
 from siamdeploy.errors import EngineError
 
 CUDA = torch.cuda.is_available()
@@ -15,7 +16,6 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU visible to to
 FAST = ["siamrpn_alex_dwxcorr", "dasiamrpn_vot", "siamfc"]
 FAMILIES = FAST + [pytest.param(p, marks=pytest.mark.slow) for p in
                    ("siamrpn_r50_l234_dwxcorr", "siammask_r50_l3", "siammask_base", "siamrpn_r50_l234_dwxcorr_lt")]
-FP16_TOLERANCE = (5e-2, 5e-2)  # |fp16 - fp32| <= atol + rtol * max|fp32|, per output
 _MODELS: dict[str, object] = {}
 
 
@@ -56,22 +56,20 @@ def test_fp16_close_to_fp32(preset: str, random_checkpoint) -> None:
     head = fp16.net.rpn_head if fp16.net.rpn_head is not None else None
     if head is not None:
         assert next(head.parameters()).dtype == torch.float32
-    atol, rtol = FP16_TOLERANCE
+    outputs = OutputComparison.for_backend("torch", "fp16", reference="torch fp32")  # per output
     for label, z, searches in _crops(loaded):
         k32, k16 = fp32.template(z), fp16.template(z)
         assert all(k.dtype == torch.float32 for k in k16)
         for x in searches.values():
             a, b = fp32.search(x, k32), fp16.search(x, k16)
             for name in a.outputs:
-                ref, got = a.outputs[name], b.outputs[name]
-                limit = atol + rtol * float(np.abs(ref).max())
-                assert float(np.abs(ref - got).max()) <= limit, f"{name} ({label})"
+                outputs.add(f"{name} ({label})", a.outputs[name], b.outputs[name])
             if a.extras:  # SiamMask: refine (sharp) or the mask head (base) on FP32 features
                 n = a.outputs["cls"].shape[-1]
                 cell = (n // 2, n // 2)
                 fn = "refine" if fp16.net.spec.refine else "mask_at"
-                m32, m16 = getattr(fp32, fn)(a.extras, cell), getattr(fp16, fn)(b.extras, cell)
-                assert float(np.abs(m32 - m16).max()) <= atol + rtol * float(np.abs(m32).max()), fn
+                outputs.add(f"{fn} ({label})", getattr(fp32, fn)(a.extras, cell), getattr(fp16, fn)(b.extras, cell))
+    outputs.check(preset)
 
 
 @needs_cuda
@@ -79,7 +77,7 @@ def test_fp16_close_to_fp32(preset: str, random_checkpoint) -> None:
 @pytest.mark.parametrize("preset", FAMILIES)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cuda_graph_same_as_plain(preset: str, precision: str, random_checkpoint) -> None:
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.engine.torch_engine import TorchEngine
     from siamdeploy.runtime import make_tracker
 
@@ -93,7 +91,7 @@ def test_cuda_graph_same_as_plain(preset: str, precision: str, random_checkpoint
     graph.init(seq.frames[0], seq.boxes[0])
     for frame in seq.frames[1:]:
         a, b = plain.track(frame), graph.track(frame)
-        np.testing.assert_allclose(a.bbox, b.bbox, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(a.bbox, b.bbox, rtol=0, atol=REPLAY_BOX_PX)
     assert graph.engine._graphs, "no CUDA graph was captured"
     assert "CUDA graph" in graph.engine.describe()
 
@@ -102,9 +100,8 @@ def test_cuda_graph_same_as_plain(preset: str, precision: str, random_checkpoint
 @pytest.mark.gpu
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_fp16_teacher_forced_boxes(preset: str, random_checkpoint) -> None:
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.engine.torch_engine import TorchEngine
-    from siamdeploy.eval.metrics import iou
     from siamdeploy.runtime import make_tracker
 
     loaded = _loaded(preset, random_checkpoint)
@@ -112,13 +109,8 @@ def test_fp16_teacher_forced_boxes(preset: str, random_checkpoint) -> None:
     ref = make_tracker(TorchEngine(copy.deepcopy(loaded.net), "cuda"), p.track, p.name)
     half = make_tracker(TorchEngine(copy.deepcopy(loaded.net), "cuda", precision="fp16"), p.track, p.name)
     seq = generate_sequence(seed=11, num_frames=20, size=(480, 360))
-    ref.init(seq.frames[0], seq.boxes[0])
-    half.init(seq.frames[0], seq.boxes[0])
-    overlaps = []
-    for frame in seq.frames[1:]:
-        for attr in ("centre", "size", "crop_wh", "target_sz", "z_sz", "x_sz", "lost", "instance_size"):
-            if hasattr(ref, attr):
-                value = getattr(ref, attr)
-                setattr(half, attr, value.copy() if hasattr(value, "copy") else value)
-        overlaps.append(float(iou(np.asarray(ref.track(frame).bbox), np.asarray(half.track(frame).bbox))[0]))
-    assert min(overlaps) >= 0.95, np.round(overlaps, 3).tolist()
+    steps = teacher_force(half, seq.frames, seq.boxes[0], ref)
+    assert len(steps) == len(seq.frames) - 1
+    agreement = compare_boxes([s.result.bbox for s in steps], [s.reference.bbox for s in steps])
+    failures = agreement.failures(tolerance("torch", "fp16"), first_frame=1)
+    assert not failures, f"{failures}; per-frame IoU {np.round(agreement.iou, 3).tolist()}"

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.checkpoint import load_model
 from siamdeploy.errors import ExportError
 from siamdeploy.export.exporter import export_model
@@ -115,20 +115,9 @@ def test_tampered_export_is_refused(exported, tmp_path) -> None:
         siamdeploy.load_tracker(folder, backend="onnxruntime")
 
 
-def test_export_from_another_version_is_refused(exported, tmp_path) -> None:
-    folder = str(tmp_path / "copy")
-    shutil.copytree(exported("siamfc"), folder)
-    path = os.path.join(folder, "manifest.json")
-    manifest = json.load(open(path))
-    manifest["siamdeploy_version"] = "0.0.1"
-    json.dump(manifest, open(path, "w"))
-    with pytest.raises(ExportError, match="exported by siamdeploy 0.0.1"):
-        siamdeploy.load_tracker(folder, backend="onnxruntime")
-
-
 def test_failed_validation_leaves_nothing(random_checkpoint, tmp_path, monkeypatch) -> None:
-    from siamdeploy.export import validate
-    monkeypatch.setitem(validate.TOLERANCE, "fp32", (0.0, 0.0))
+    from siamdeploy import compare
+    monkeypatch.setitem(compare.TOLERANCES, ("onnxruntime", "fp32"), compare.Tolerance(0.0, 0.0, box_px=0.0))
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="validation failed"):
         export_model(load_model(random_checkpoint("siamfc"), preset="siamfc"), str(out), progress=False)

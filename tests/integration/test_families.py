@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.checkpoint import load_model
 
 FAST = ["siamrpn_alex_dwxcorr", "dasiamrpn_vot", "siamfc", "siamrpn_haooozi", "siamrpn_siamtrackers"]

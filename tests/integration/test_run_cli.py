@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 
 
 def _run(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ tracker tests exercise only the numpy tracker loop (crop sizes, decoding, select
 clipping) against values computed by hand.
 
 ``rpn_maps``: builds ``cls (1, 2A, N, N)`` / ``loc (1, 4A, N, N)`` with the channel layout of
-REFERENCE.md §5 (channel ``k*A + a`` = class / component ``k`` of anchor ``a``), written independently of
+docs/tracking.md#anchors (channel ``k*A + a`` = class / component ``k`` of anchor ``a``), written independently of
 the package's decoder.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Anchors and the cosine window (REFERENCE.md §5)."""
+"""Anchors and the cosine window (docs/tracking.md#anchors)."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
 """Checkpoint reading and loading: clear one-line errors for bad files, and the supported layouts
-(REFERENCE.md §3) load into the right tensors.
+(docs/checkpoints.md#key-layouts) load into the right tensors.
 
 Models are randomly initialised small AlexNet-family networks (siamfc, siamrpn_alex_dwxcorr,
 dasiamrpn_vot); no forward pass runs.
@@ -306,7 +306,7 @@ def test_training_snapshot_with_module_prefix(tmp_path, siamfc_state, wrapper_ke
     _assert_loaded(tracker, siamfc_state)
 
 
-# REFERENCE.md §3: pysot `alexnet` stages layer1..5 <-> alexnetlegacy features indices
+# docs/checkpoints.md#key-layouts: pysot `alexnet` stages layer1..5 <-> alexnetlegacy features indices
 ALEXNET_NAMES = {0: "layer1.0", 1: "layer1.1", 4: "layer2.0", 5: "layer2.1", 8: "layer3.0", 9: "layer3.1",
                  11: "layer4.0", 12: "layer4.1", 14: "layer5.0", 15: "layer5.1"}
 
@@ -343,7 +343,7 @@ def test_pysot_alexnet_layer_names_remap(tmp_path, alex_state, caplog):
     assert "siamrpn_alex_dwxcorr" in caplog.text and "siamrpn_alex_dwxcorr_otb" in caplog.text
 
 
-# REFERENCE.md §3: DaSiamRPN names
+# docs/checkpoints.md#key-layouts: DaSiamRPN names
 DASIAM_NAMES = [("backbone.features.", "featureExtract."), ("rpn_head.template_loc_conv.", "conv_r1."),
                 ("rpn_head.template_cls_conv.", "conv_cls1."), ("rpn_head.search_loc_conv.", "conv_r2."),
                 ("rpn_head.search_cls_conv.", "conv_cls2."), ("rpn_head.loc_adjust.", "regress_adjust.")]
@@ -401,8 +401,8 @@ def _guess_for(path) -> str | None:
 
 
 def test_dasiamrpn_detection_by_width_and_default(tmp_path):
-    """Detection reads only names and the first conv's width, so tiny stand-in tensors suffice here
-    (the full width-1 load is tested above)."""
+    """Stand-in tensors with only the first conv at its real shape: no network matches exactly, and the
+    closest one is told by that conv's width (the full width-1 load is tested above)."""
     def stand_in(width: int) -> dict[str, torch.Tensor]:
         return {"featureExtract.0.weight": torch.zeros(width, 3, 11, 11), "featureExtract.0.bias": torch.zeros(width),
                 "conv_r1.weight": torch.zeros(1), "conv_cls1.weight": torch.zeros(1), "conv_r2.weight": torch.zeros(1),

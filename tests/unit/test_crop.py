@@ -1,4 +1,4 @@
-"""Crops (REFERENCE.md §6 ``get_subwindow``): rounding rules, mean-colour padding, resize, network blob."""
+"""Crops (pysot ``get_subwindow``, docs/tracking.md#crops): rounding rules, mean-colour padding, resize, blob."""
 from __future__ import annotations
 
 import cv2

@@ -1,4 +1,4 @@
-"""RPN decoding, penalty and selection (REFERENCE.md §5, §6)."""
+"""RPN decoding, penalty and selection (docs/tracking.md#decoding-and-selection)."""
 from __future__ import annotations
 
 import math

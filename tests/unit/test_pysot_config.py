@@ -1,5 +1,5 @@
-"""pysot ``config.yaml`` reading (REFERENCE.md §2). The configs are written here from the §2 table in
-pysot's file structure; the expected ModelSpec/TrackParams values are the table's."""
+"""pysot ``config.yaml`` reading (docs/checkpoints.md#pysot-configyaml). The configs are written here from the
+preset table (docs/codebases.md#presets) in pysot's file structure; the expected values are the table's."""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,5 @@
 """Golden values for the rule variants that distinguish foolwood/SiamMask, haooozi/SiamRPN and
-HonglinChu/SiamTrackers from pysot (REFERENCE.md §6). Expected numbers are worked out by hand in comments."""
+HonglinChu/SiamTrackers from pysot (docs/codebases.md#rule-fields). Expected numbers are worked out by hand."""
 from __future__ import annotations
 
 import numpy as np
@@ -127,7 +127,7 @@ def test_init_relative_clamp_golden() -> None:
 
 def test_pysot_clamp_differs_on_the_same_proposal() -> None:
     # pysot clips the state itself: size into [10, 320] x [10, 240] -> (200, 10); centre (0, 240)
-    from siamdeploy.runtime.trackers.rpn import clip_state
+    from siamdeploy.geometry import clip_state
     assert clip_state(-5.0, 300.0, 200.0, 0.5, (240, 320, 3)) == (0, 240, 200.0, 10)
 
 

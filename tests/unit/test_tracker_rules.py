@@ -1,10 +1,10 @@
-"""The RPN tracker loops' rules (REFERENCE.md §6): init centre, crop sizes, smoothing, clipping, reported
-box, DaSiamRPN-BIG's adaptive search size and the long-term tracker's lost mode.
+"""The RPN tracker loops' rules (docs/tracking.md#the-rpn-tracking-loop): init centre, crop sizes, smoothing,
+clipping, reported box, DaSiamRPN-BIG's adaptive search size and the long-term tracker's lost mode.
 
 This is a unit test of the numpy tracker loop only: the engine is a test double (``scripted_engine``
 fixture, tests/unit/conftest.py) that runs no network and returns hand-made ``cls``/``loc`` maps in which
 one chosen anchor cell wins with a known score and known deltas. Every expected value below is computed
-by hand from the formulas of REFERENCE.md §5/§6 (arithmetic in the comments).
+by hand from the formulas of docs/tracking.md (arithmetic in the comments).
 """
 from __future__ import annotations
 

@@ -604,10 +604,13 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
     import onnx
     from onnx import TensorProto, helper
 
-    from siamdeploy.export.manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file, write_manifest
+    from siamdeploy.manifest import FORMAT, FORMAT_VERSION, preset_to_dict, sha256_file
     from siamdeploy.presets import get_preset
 
     os.makedirs(folder, exist_ok=True)
+
+    def _info(v: onnx.ValueInfoProto) -> dict:
+        return {"name": v.name, "shape": [d.dim_value for d in v.type.tensor_type.shape.dim]}
 
     def value(name: str, shape: tuple) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
@@ -621,7 +624,7 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
         model.ir_version = 8
         onnx.checker.check_model(model, full_check=True)
         entry = {"role": name.split("_")[0], "instance_size": 255 if name == "search" else None,
-                 "inputs": [{"name": i.name} for i in inputs], "outputs": [{"name": o.name} for o in outputs]}
+                 "inputs": [_info(i) for i in inputs], "outputs": [_info(o) for o in outputs]}
         variants = {}
         for precision, file in (("fp32", f"{name}.onnx"), ("fp16", f"{name}_fp16.onnx")):
             onnx.save(model, os.path.join(folder, file))
@@ -658,8 +661,9 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
                                 [value("mask_logits", (1, 1, 127, 127))], [sizes])
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "siamdeploy_version": siamdeploy.__version__,
                 "family": "siamfc", "preset": preset_to_dict(get_preset("siamfc")), "precisions": ["fp32", "fp16"],
-                "graphs": graphs}
-    write_manifest(folder, manifest)
+                "opset": 17, "input": {"colour": "rgb"}, "checkpoint": {}, "graphs": graphs}
+    with open(os.path.join(folder, "manifest.json"), "w") as fh:
+        json.dump(manifest, fh)
     return folder
 
 
@@ -679,7 +683,7 @@ def fake_trt(monkeypatch):
 
 def _fake_entry(folder: str, root: str, precision: str = "fp16") -> trt_cache.CacheEntry:
     """A cache entry exactly where ensure_engines() looks for it, with fake plans (paths of the ONNX graphs)."""
-    from siamdeploy.export.manifest import read_manifest
+    from siamdeploy.manifest import read_manifest
 
     manifest = read_manifest(folder)
     version = versions.parse_version(FakeTrt.__version__)
@@ -718,6 +722,7 @@ def test_fake_tensorrt_engine_matches_onnxruntime(siamfc_export, fake_trt, tmp_p
     tensor bound to device buffers, kernels shared by address, same numbers as the onnxruntime engine."""
     from siamdeploy.apps.synthetic import generate_sequence
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
+    from siamdeploy.manifest import read_manifest
     from siamdeploy.tensorrt import load_engine
 
     trt, cudart = fake_trt
@@ -725,7 +730,7 @@ def test_fake_tensorrt_engine_matches_onnxruntime(siamfc_export, fake_trt, tmp_p
     _fake_entry(siamfc_export, root)
     engine = load_engine(siamfc_export, precision="fp16", cache_root=root, rebuild=False, cuda_graph=cuda_graph)
     assert engine.precision == "fp16" and "fp16 layers 4 / fp32 layers 2" in engine.describe()
-    reference = OnnxRuntimeEngine(siamfc_export, precision="fp16")
+    reference = OnnxRuntimeEngine(siamfc_export, read_manifest(siamfc_export), precision="fp16")
     rng = np.random.default_rng(0)
     z = rng.uniform(0, 255, (1, 3, 127, 127)).astype(np.float32)
     x = rng.uniform(0, 255, (3, 3, 255, 255)).astype(np.float32)
@@ -760,6 +765,7 @@ def test_fake_engine_serves_several_targets(siamfc_export, fake_trt, tmp_path) -
     dropped kernels return their slot."""
     from siamdeploy.apps.synthetic import generate_sequence
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
+    from siamdeploy.manifest import read_manifest
     from siamdeploy.presets import get_preset
     from siamdeploy.tensorrt.runner import TensorRTEngine
     from siamdeploy.runtime import make_tracker
@@ -767,10 +773,10 @@ def test_fake_engine_serves_several_targets(siamfc_export, fake_trt, tmp_path) -
     trt, cudart = fake_trt
     root = str(tmp_path / "engines")
     entry = _fake_entry(siamfc_export, root)
-    from siamdeploy.export.manifest import read_manifest
+    from siamdeploy.manifest import read_manifest
 
     engine = TensorRTEngine(entry, read_manifest(siamfc_export), cuda_graph=True)
-    reference = OnnxRuntimeEngine(siamfc_export, precision="fp16")
+    reference = OnnxRuntimeEngine(siamfc_export, read_manifest(siamfc_export), precision="fp16")
     seq = generate_sequence(seed=5, num_frames=6, size=(320, 240))
     preset = get_preset("siamfc")
     boxes = [seq.boxes[0], (seq.boxes[0][0] + 20, seq.boxes[0][1] + 10, 30.0, 25.0)]
@@ -797,12 +803,13 @@ def test_fake_engine_refine(fake_trt, tmp_path) -> None:
     """SiamMask-shaped outputs: refine fetches f0/f1/f2/mask_corr once, crops in numpy and matches the
     onnxruntime engine; extras of an older search are refused."""
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
+    from siamdeploy.manifest import read_manifest
     from siamdeploy.tensorrt import load_engine
 
     folder = _tiny_export(str(tmp_path / "tiny-mask"), mask=True)
     _fake_entry(folder, str(tmp_path / "engines"))
     engine = load_engine(folder, cache_root=str(tmp_path / "engines"), rebuild=False)
-    reference = OnnxRuntimeEngine(folder, precision="fp16")
+    reference = OnnxRuntimeEngine(folder, read_manifest(folder), precision="fp16")
     rng = np.random.default_rng(2)
     z = rng.uniform(0, 255, (1, 3, 127, 127)).astype(np.float32)
     x = rng.uniform(0, 255, (1, 3, 255, 255)).astype(np.float32)
@@ -842,31 +849,31 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
 
     if HAVE_TRT or "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has TensorRT or CUDA onnxruntime: the CPU fallbacks are not reached")
-    with caplog.at_level(logging.INFO, logger="siamdeploy.api"):
+    with caplog.at_level(logging.INFO, logger="siamdeploy.backends.registry"):
         tracker = siamdeploy.load_tracker(siamfc_export, backend="auto")
     assert tracker.engine.backend == "onnxruntime" and tracker.engine.device == "cpu"
     text = caplog.text
     assert "chose onnxruntime (cpu)" in text and "tensorrt:" in text and "CUDAExecutionProvider" in text
     caplog.clear()
 
-    from siamdeploy import api
-
-    def no_ort(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise DependencyError("the onnxruntime backend needs onnxruntime: pip install onnxruntime")
+    from siamdeploy.backends import builtin as backends
+    from siamdeploy.presets import get_preset
 
     calls = []
 
-    def fake_torch(path, **kwargs):  # noqa: ANN001, ANN003, ANN202 - stands in for the torch backend
-        calls.append((path, kwargs["backend"]))
-        return SimpleNamespace(engine=SimpleNamespace(describe=lambda: "torch (fp32, cpu)", backend="torch"))
+    def fake_torch(request):  # noqa: ANN001, ANN202 - stands in for the torch backend's loader
+        calls.append(request.model_path)
+        engine = SimpleNamespace(describe=lambda: "torch (fp32, cpu)", backend="torch")
+        return engine, get_preset("siamfc")
 
-    monkeypatch.setattr(api, "_onnxruntime_tracker", no_ort)
-    monkeypatch.setattr(api, "load_tracker", fake_torch)
-    with caplog.at_level(logging.INFO, logger="siamdeploy.api"):
+    monkeypatch.setattr(backends.OnnxRuntimeBackend, "probe",
+                        classmethod(lambda cls, device=None: (False, "onnxruntime is not installed (pip install x)")))
+    monkeypatch.setattr(backends.TorchBackend, "load", classmethod(lambda cls, request: fake_torch(request)))
+    with caplog.at_level(logging.INFO, logger="siamdeploy.backends.registry"):
         tracker = siamdeploy.load_tracker("model.pth", backend="auto", device="cpu")
-    assert tracker.engine.backend == "torch" and calls == [("model.pth", "torch")]
+    assert tracker.engine.backend == "torch" and calls == ["model.pth"]
     assert "chose torch" in caplog.text and "device='cpu' was asked for" in caplog.text
-    assert "onnxruntime (cpu): the onnxruntime backend needs onnxruntime" in caplog.text
+    assert "onnxruntime: onnxruntime is not installed" in caplog.text
     with pytest.raises(EngineError, match="no backend.*export folder holds no PyTorch model"):
         siamdeploy.load_tracker(siamfc_export, backend="auto")
 

@@ -1,18 +1,21 @@
-"""What every tracker shares: input checking, the init/track protocol, the engine and its kernels."""
+"""What every tracker shares: input checking, the init/track protocol, the engine and its kernels, the state."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...config import TrackParams
 from ...engine.base import Engine
 from ...errors import InputError
+from ...geometry import box_to_centre_size
 from ..frames import as_bgr, check_box
 from ..types import TrackResult
+from .state import TrackerState
 
 
 class Tracker(ABC):
@@ -20,7 +23,13 @@ class Tracker(ABC):
 
     ``init(frame, (x, y, w, h))`` then ``track(frame) -> TrackResult`` per frame. Frames are ``HxWx3`` uint8
     BGR (grayscale and BGRA are converted); boxes are 0-based ``(x, y, w, h)``.
+
+    ``state`` / ``set_state(state)``: what the tracker carries between frames, as a frozen value (see
+    :mod:`siamdeploy.runtime.trackers.state`); ``params``: the :class:`TrackParams` in use; ``kernels``: the
+    template branch's output, which stays with the tracker.
     """
+
+    state_type: ClassVar[type[TrackerState]] = TrackerState
 
     def __init__(self, engine: Engine, params: TrackParams, name: str = "") -> None:
         self.engine = engine
@@ -53,6 +62,57 @@ class Tracker(ABC):
         self.timings = {}
         self._clock = time.perf_counter()
         return self._track(as_bgr(frame))
+
+    def close(self) -> None:
+        """Release the engine (sessions, device memory). An engine shared by several trackers is closed once,
+        by whoever made it."""
+        self.engine.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def box_convention(self) -> str:
+        """How the reported box relates to the state: :data:`siamdeploy.geometry.HALF` (``x = cx - w/2``) or
+        :data:`siamdeploy.geometry.INCLUSIVE` (``x = cx - (w-1)/2``)."""
+        raise NotImplementedError
+
+    @property
+    def state(self) -> TrackerState:
+        """The state after the last ``init``/``track`` call (a frozen :attr:`state_type`, restored exactly by
+        :meth:`set_state`)."""
+        if not self.initialised:
+            raise InputError("a tracker has no state before init(); call tracker.init(frame, (x, y, w, h)) first")
+        return self._get_state()._mark_exact()
+
+    def set_state(self, state: TrackerState) -> None:
+        """Continue from ``state``: the next ``track`` behaves as if the tracker had reached it itself.
+
+        A state from :attr:`state` is restored exactly; any other (e.g. ``dataclasses.replace(tracker.state,
+        centre=..., size=...)``) has the fields in ``state.DERIVED`` recomputed from its centre and size.
+        """
+        if not self.initialised:
+            raise InputError("set_state() needs the kernels made by init(); call tracker.init(frame, box) first")
+        if type(state) is not self.state_type:
+            raise InputError(f"{type(self).__name__}.set_state() takes a {self.state_type.__name__}, got "
+                             f"{type(state).__name__}; pass a state from a tracker of the same kind")
+        self._set_state(state, derive=not state.exact)
+
+    def state_for_box(self, box: Sequence[float], **fields: Any) -> TrackerState:
+        """The current state with ``centre``/``size`` replaced by those behind a box this tracker reports
+        (its :attr:`box_convention`), and any other ``fields`` replaced too; for :meth:`set_state`."""
+        centre, size = box_to_centre_size(box, self.box_convention)
+        return dataclasses.replace(self.state, centre=centre, size=size, **fields)
+
+    @abstractmethod
+    def _get_state(self) -> TrackerState: ...
+
+    @abstractmethod
+    def _set_state(self, state: Any, derive: bool) -> None:
+        """Restore ``state`` (of :attr:`state_type`); ``derive``: recompute its ``DERIVED`` fields."""
 
     @abstractmethod
     def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None: ...

@@ -1,8 +1,8 @@
 """Anchor-based trackers: SiamRPN / SiamRPN++ / DaSiamRPN / up-channel SiamRPN, long-term, and SiamMask.
 
-One loop (pysot's ``SiamRPNTracker``, REFERENCE.md §6). The upstream code bases differ in small, named rules
-carried by :class:`~siamdeploy.config.TrackParams` (crop rounding and style, centre and output conventions,
-size clamps); the long-term and mask variants override small hooks.
+One loop (pysot's ``SiamRPNTracker``, see docs/tracking.md#the-rpn-tracking-loop). The upstream code bases
+differ in small, named rules carried by :class:`~siamdeploy.config.TrackParams` (crop rounding and style,
+centre and output conventions, size clamps); the long-term and mask variants override small hooks.
 """
 from __future__ import annotations
 
@@ -12,20 +12,24 @@ import numpy as np
 
 from ...config import (BOX_INCLUSIVE, CENTRE_HALF, CLAMP_INIT_RELATIVE, CROP_FLOAT_INCLUSIVE, TrackParams)
 from ...engine.base import Engine, SearchOutput
+from ...geometry import HALF, INCLUSIVE, clip_state
 from ..anchors import anchor_grid, cosine_window
 from ..crop import float_crop, round_by_rule, square_crop, to_blob, truncated_fill
 from ..rpn_decode import decode_boxes, foreground_scores, select_best, size_penalty
 from ..types import TrackResult
 from .base import Tracker
+from .state import LongTermState, RPNState
 
 
 class RPNTracker(Tracker):
     """pysot ``SiamRPNTracker`` and its relatives.
 
-    State: ``centre`` (cx, cy) and ``size`` (w, h) in frame pixels, float64. ``crop_wh`` is the size the
-    crops are cut for (the same as ``size`` except under the ``init_relative`` clamp, where the upstream code
-    keeps a separately clipped copy).
+    State (:class:`RPNState`): ``centre`` (cx, cy) and ``size`` (w, h) in frame pixels, float64. ``crop_wh`` is
+    the size the crops are cut for (the same as ``size`` except under the ``init_relative`` clamp, where the
+    upstream code keeps a separately clipped copy).
     """
+
+    state_type = RPNState
 
     def __init__(self, engine: Engine, params: TrackParams, name: str = "") -> None:
         super().__init__(engine, params, name)
@@ -37,6 +41,33 @@ class RPNTracker(Tracker):
         self.unclipped = (0.0, 0.0, 0.0, 0.0)
         self.instance_size = params.instance_size
         self.avg = np.zeros(3)
+        self.frame_size = (0, 0)
+
+    # ---- state
+    @property
+    def box_convention(self) -> str:
+        return INCLUSIVE if self.params.box_output == BOX_INCLUSIVE else HALF
+
+    def _get_state(self) -> RPNState:
+        return RPNState(centre=self.centre, size=self.size, crop_wh=self.crop_wh, init_size=self.init_size,
+                        instance_size=self.instance_size, avg=self.avg, frame_size=self.frame_size)
+
+    def _set_state(self, state: RPNState, derive: bool) -> None:
+        self.centre = np.array(state.centre)
+        self.size = np.array(state.size)
+        self.init_size = np.array(state.init_size)
+        self.instance_size = state.instance_size
+        self.avg = np.array(state.avg)
+        self.frame_size = state.frame_size
+        self.crop_wh = self._derived_crop_wh() if derive else np.array(state.crop_wh)
+
+    def _derived_crop_wh(self) -> np.ndarray:
+        """``crop_wh`` as the loop's update derives it from ``size``: a copy of it, or under the
+        ``init_relative`` clamp ``size`` clipped to ``[10, W] x [10, H]`` of :attr:`frame_size`."""
+        if self.params.size_clamp == CLAMP_INIT_RELATIVE:
+            width, height = self.frame_size
+            return np.array([float(np.clip(self.size[0], 10, width)), float(np.clip(self.size[1], 10, height))])
+        return self.size.copy()
 
     # ---- geometry
     def grid(self, instance_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +110,7 @@ class RPNTracker(Tracker):
         self.crop_wh = self.size.copy()
         self.init_size = self.size.copy()
         self.instance_size = p.instance_size
+        self.frame_size = (int(img.shape[1]), int(img.shape[0]))
         if p.small_target_instance_size is not None and w * h / float(img.shape[0] * img.shape[1]) < p.small_target_ratio:
             self.instance_size = p.small_target_instance_size
         self.avg = img.mean(axis=(0, 1))
@@ -98,6 +130,7 @@ class RPNTracker(Tracker):
 
     def _track(self, img: np.ndarray) -> TrackResult:
         p = self.params
+        self.frame_size = (int(img.shape[1]), int(img.shape[0]))
         s_z = self._context_size()
         instance = self.search_size()
         prev_centre = self.centre.copy()
@@ -161,20 +194,26 @@ class RPNTracker(Tracker):
         return result
 
 
-def clip_state(cx: float, cy: float, w: float, h: float, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
-    """Centre into ``[0, W] x [0, H]``, size into ``[10, W] x [10, H]`` (pysot ``_bbox_clip``)."""
-    height, width = shape[:2]
-    return (max(0, min(cx, width)), max(0, min(cy, height)), max(10, min(w, width)), max(10, min(h, height)))
-
-
 class LongTermTracker(RPNTracker):
     """pysot ``SiamRPNLTTracker``: a larger search and a flat window while lost; the state moves only on
-    confident frames and is stored before clipping (only the reported box is clipped)."""
+    confident frames and is stored before clipping (only the reported box is clipped). State:
+    :class:`LongTermState` (adds ``lost``)."""
 
     lost = False
+    state_type = LongTermState
 
     def _on_init(self) -> None:
         self.lost = False
+
+    def _get_state(self) -> LongTermState:
+        return LongTermState(centre=self.centre, size=self.size, crop_wh=self.crop_wh, init_size=self.init_size,
+                             instance_size=self.instance_size, avg=self.avg, frame_size=self.frame_size,
+                             lost=self.lost)
+
+    def _set_state(self, state: RPNState, derive: bool) -> None:
+        assert isinstance(state, LongTermState)  # set_state checked the type
+        super()._set_state(state, derive)
+        self.lost = state.lost
 
     def search_size(self) -> int:
         return self.params.lost_instance_size if self.lost else self.params.instance_size

@@ -1,4 +1,4 @@
-"""SiamFC multi-scale tracker (siamfc-pytorch ``TrackerSiamFC``, REFERENCE.md §6).
+"""SiamFC multi-scale tracker (siamfc-pytorch ``TrackerSiamFC``, see docs/tracking.md#siamfc).
 
 siamfc-pytorch keeps its centre and target size in float32 and lets numpy 2's promotion rules decide the
 rest; the arithmetic below follows the same dtypes so rounding of crop corners matches frame by frame.
@@ -10,13 +10,18 @@ import numpy as np
 
 from ...config import TrackParams
 from ...engine.base import Engine
-from ..crop import crop_window, round_by_rule, rounded_fill, to_blob
+from ...geometry import INCLUSIVE
+from ..crop import cut_resized, round_by_rule, rounded_fill, to_blob
 from ..types import TrackResult
 from .base import Tracker
+from .state import SiamFCState
 
 
 class SiamFCTracker(Tracker):
-    """State: ``centre`` (y, x) and ``target_sz`` (h, w) as float32 arrays, ``z_sz``/``x_sz`` crop sides."""
+    """Internal state: ``centre`` (y, x) and ``target_sz`` (h, w) as float32 arrays, ``z_sz``/``x_sz`` crop
+    sides; as a value (:attr:`state`) a :class:`SiamFCState` with ``centre`` (cx, cy) and ``size`` (w, h)."""
+
+    state_type = SiamFCState
 
     def __init__(self, engine: Engine, params: TrackParams, name: str = "") -> None:
         super().__init__(engine, params, name)
@@ -28,27 +33,50 @@ class SiamFCTracker(Tracker):
         self.scale_factors = p.scale_step ** np.linspace(-half, half, p.scale_num)
         self.centre = np.zeros(2, np.float32)
         self.target_sz = np.zeros(2, np.float32)
-        self.z_sz: float = 0.0
-        self.x_sz: float = 0.0
+        # float32 after init (siamfc-pytorch's arithmetic), float64 once a frame has rescaled them
+        self.z_sz: float | np.floating = 0.0
+        self.x_sz: float | np.floating = 0.0
         self.fill = np.zeros(3, np.uint8)
+
+    # ---- state
+    @property
+    def box_convention(self) -> str:
+        return INCLUSIVE
+
+    def _get_state(self) -> SiamFCState:
+        return SiamFCState(centre=self.centre[::-1].astype(np.float64), size=self.target_sz[::-1].astype(np.float64),
+                           z_sz=float(self.z_sz), x_sz=float(self.x_sz), fill=self.fill)
+
+    def _set_state(self, state: SiamFCState, derive: bool) -> None:
+        self.centre = np.asarray(state.centre[::-1], np.float32).copy()
+        self.target_sz = np.asarray(state.size[::-1], np.float32).copy()
+        self.fill = np.array(state.fill, np.uint8)
+        if derive:
+            self._derive_crop_sides()
+        else:
+            self.z_sz, self.x_sz = state.z_sz, state.x_sz
+
+    def _derive_crop_sides(self) -> None:
+        """``z_sz``/``x_sz`` from ``target_sz`` in the float32 arithmetic of siamfc-pytorch's init."""
+        p = self.params
+        context = np.float32(p.context_amount) * np.sum(self.target_sz)
+        self.z_sz = np.sqrt(np.prod(self.target_sz + context))
+        self.x_sz = self.z_sz * np.float32(p.instance_size) / np.float32(p.exemplar_size)
 
     def _crop(self, img: np.ndarray, size: float, out_size: int) -> np.ndarray:
         side = max(round_by_rule(float(size), "half_even"), 1)
         # corners in the float32 arithmetic of the upstream code, then np.round (half to even)
         y0, x0 = np.round(self.centre - np.float32((side - 1) / 2)).astype(int)
-        patch = crop_window(img, int(x0), int(y0), side, side, self.fill)
-        return cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+        return cut_resized(img, int(x0), int(y0), side, side, out_size, self.fill)
 
     def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None:
         p = self.params
         x, y, w, h = box
         self.centre = np.array([y + (h - 1) / 2, x + (w - 1) / 2], np.float32)
         self.target_sz = np.array([h, w], np.float32)
-        context = np.float32(p.context_amount) * np.sum(self.target_sz)
-        self.z_sz = np.sqrt(np.prod(self.target_sz + context))
-        self.x_sz = self.z_sz * np.float32(p.instance_size) / np.float32(p.exemplar_size)
+        self._derive_crop_sides()
         self.fill = rounded_fill(img.mean(axis=(0, 1)))
-        z = self._crop(img, self.z_sz, p.exemplar_size)
+        z = self._crop(img, float(self.z_sz), p.exemplar_size)
         self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
 
     def _track(self, img: np.ndarray) -> TrackResult:
