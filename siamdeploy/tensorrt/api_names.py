@@ -105,7 +105,7 @@ def _marked_range(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[Version |
         for kw in dec.keywords:
             if kw.arg in values:
                 value = ast.literal_eval(kw.value)
-                values[kw.arg] = tuple(value) if value is not None else None  # type: ignore[assignment]
+                values[kw.arg] = tuple(value) if value is not None else None
         return values["since"], values["below"]
     return None
 
@@ -159,7 +159,8 @@ class _Collector:
             return node.attr in ATTRIBUTE_SEEDS
         if isinstance(node, ast.Call):
             func = node.func
-            return self.module_chain(func, aliases) or (isinstance(func, ast.Attribute) and self.trtish(func.value, aliases))
+            method = isinstance(func, ast.Attribute) and self.trtish(func.value, aliases)
+            return self.module_chain(func, aliases) or method
         if isinstance(node, ast.Subscript):
             return self.trtish(node.value, aliases)
         return False
@@ -180,9 +181,10 @@ class _Collector:
                             changed = True
         guarded: set[str] = set()
         for node in nodes:  # hasattr(obj, "X") / getattr(obj, "X", default): optional names
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr")
-                    and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
-                    and isinstance(node.args[1].value, str) and self.trtish(node.args[0], aliases)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("hasattr", "getattr") and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+                    and self.trtish(node.args[0], aliases)):
                 optional = node.func.id == "hasattr" or len(node.args) > 2
                 name = node.args[1].value
                 if optional:
@@ -300,7 +302,8 @@ def cache_dir() -> str:
     return os.environ.get("SIAMDEPLOY_TRT_BINDINGS") or os.path.join(root, "trt-bindings")
 
 
-def fetch_wheel(package: str, version: str, folder: str | None = None, timeout: float = 180.0) -> tuple[str | None, str]:
+def fetch_wheel(package: str, version: str, folder: str | None = None, timeout: float = 180.0
+                ) -> tuple[str | None, str]:
     """``(path, "")`` of the wheel of ``package==version`` (from ``folder`` or downloaded into it with pip),
     or ``(None, reason)`` when it cannot be had (offline, index unreachable, no such release)."""
     folder = folder or cache_dir()
@@ -369,8 +372,8 @@ def collect_cuda_calls(paths: Iterable[str] | None = None, source: str | None = 
             if not isinstance(node, ast.Call) or any(isinstance(a, ast.Starred) for a in node.args):
                 continue
             func = node.func
-            if isinstance(func, ast.Attribute) and _CUDA_NAME.fullmatch(func.attr) and isinstance(func.value, ast.Name) \
-                    and func.value.id in ("cudart", "rt"):
+            if isinstance(func, ast.Attribute) and _CUDA_NAME.fullmatch(func.attr) \
+                    and isinstance(func.value, ast.Name) and func.value.id in ("cudart", "rt"):
                 out.append(CudaCall(func.attr, len(node.args), file, node.lineno))
             elif node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str) \
                     and _CUDA_NAME.fullmatch(node.args[0].value):

@@ -100,7 +100,8 @@ class EngineTarget:
     @property
     def key(self) -> str:
         """The entry's folder name: ``<gpu-slug>-trt<version>-<precision>``."""
-        return f"{gpu_slug(self.gpu_name, self.compute_capability)}-trt{trt_version_tag(self.trt_version)}-{self.precision}"
+        gpu = gpu_slug(self.gpu_name, self.compute_capability)
+        return f"{gpu}-trt{trt_version_tag(self.trt_version)}-{self.precision}"
 
 
 def entry_dir(root: str, target: EngineTarget) -> str:
@@ -217,7 +218,7 @@ def check_entry(path: str, target: EngineTarget, verify_plans: bool = True) -> C
     engines = side.get("engines")
     if not isinstance(engines, dict) or set(engines) != set(target.onnx):
         return Stale(INCOMPLETE, f"{path} does not hold a plan for every graph", path)
-    for name, info in engines.items():
+    for info in engines.values():
         plan = os.path.join(path, info.get("file", ""))
         if not os.path.isfile(plan):
             return Stale(INCOMPLETE, f"{path} is missing {info.get('file')}", path)

@@ -36,7 +36,7 @@ def import_cudart() -> Any:
         from cuda.bindings import runtime as cudart
     except ImportError:
         try:
-            from cuda import cudart  # type: ignore[no-redef]
+            from cuda import cudart
         except ImportError:
             raise DependencyError(f"the TensorRT backend needs the 'cuda-python' package (cuda.bindings), which is not "
                                   f"installed: {INSTALL_HINT}") from None

@@ -19,8 +19,10 @@ from typing import Any
 from .network import node_of
 
 _TOKEN_SPLIT = re.compile(r"[\s+(),\[\]{}]+|\.\.\.")
-_DTYPES = [("fp16", re.compile(r"\b(fp16|half)\b", re.IGNORECASE)), ("bf16", re.compile(r"\b(bf16|bfloat16)\b", re.IGNORECASE)),
-           ("fp32", re.compile(r"\b(fp32|float|float32)\b", re.IGNORECASE)), ("fp8", re.compile(r"\bfp8\b", re.IGNORECASE)),
+_DTYPES = [("fp16", re.compile(r"\b(fp16|half)\b", re.IGNORECASE)),
+           ("bf16", re.compile(r"\b(bf16|bfloat16)\b", re.IGNORECASE)),
+           ("fp32", re.compile(r"\b(fp32|float|float32)\b", re.IGNORECASE)),
+           ("fp8", re.compile(r"\bfp8\b", re.IGNORECASE)),
            ("int8", re.compile(r"\bint8\b", re.IGNORECASE))]
 
 

@@ -75,7 +75,7 @@ def pinned_layers(layer_names: Iterable[str], fp32_nodes: Iterable[str]) -> list
 def make_logger(trt: Any) -> Any:
     """A ``trt.ILogger`` that forwards to :mod:`logging` and keeps the errors (``.errors``) for messages."""
 
-    class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
@@ -102,7 +102,7 @@ def attach_progress(trt: Any, config: Any, label: str) -> None:
 def make_progress(trt: Any, label: str) -> Any:
     """An ``IProgressMonitor`` that logs the builder's top-level phases (TensorRT >= 10)."""
 
-    class _Progress(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
+    class _Progress(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.started: dict[str, float] = {}
@@ -182,8 +182,8 @@ def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_file: str, typing: str,
 
 @trt_path(below=(11, 0, 0))
 def pin_fp32(trt: Any, network: Any, fp32_nodes: Iterable[str]) -> int:
-    """Pin the layers of the FP32 nodes (and the parser's auxiliary ``ONNXTRT_*`` layers fed only by them) to FP32: layer
-    precision and every float output type. Weakly typed networks only. Returns how many layers."""
+    """Pin the layers of the FP32 nodes (and the parser's auxiliary ``ONNXTRT_*`` layers fed only by them) to
+    FP32: layer precision and every float output type. Weakly typed networks only. Returns how many layers."""
     nodes = set(fp32_nodes)
     floats = (trt.float32, trt.float16)
     pinned_outputs: set[str] = set()

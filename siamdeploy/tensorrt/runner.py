@@ -208,8 +208,8 @@ class TensorRTEngine(Engine):
         with open(path, "rb") as fh:
             engine = self._runtime.deserialize_cuda_engine(fh.read())
         if engine is None:
-            raise EngineError(f"TensorRT could not load {path}: {' | '.join(self._logger.errors[-3:]) or 'unknown error'}; "
-                              "delete the cache entry to rebuild it")
+            errors = " | ".join(self._logger.errors[-3:]) or "unknown error"
+            raise EngineError(f"TensorRT could not load {path}: {errors}; delete the cache entry to rebuild it")
         context = engine.create_execution_context()
         if context is None:
             raise EngineError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")

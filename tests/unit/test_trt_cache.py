@@ -91,10 +91,12 @@ def test_select_sources() -> None:
     graphs = {"template": {"fp32": {"file": "template.onnx", "sha256": "1"},
                            "fp16": {"file": "template_fp16.onnx", "sha256": "2", "fp32_nodes": []}}}
     manifest = {"graphs": graphs}
-    assert trt_cache.select_sources(manifest, "fp16", "strong") == {"template": {"file": "template_fp16.onnx", "sha256": "2"}}
+    assert trt_cache.select_sources(manifest, "fp16", "strong") == {
+        "template": {"file": "template_fp16.onnx", "sha256": "2"}}
     assert trt_cache.select_sources(manifest, "fp16", "weak") == {
         "template": {"file": "template.onnx", "sha256": "1", "pin_sha256": "2"}}
-    assert trt_cache.select_sources(manifest, "fp32", "strong") == {"template": {"file": "template.onnx", "sha256": "1"}}
+    assert trt_cache.select_sources(manifest, "fp32", "strong") == {
+        "template": {"file": "template.onnx", "sha256": "1"}}
     with pytest.raises(EngineError, match="no FP16 graphs"):
         trt_cache.select_sources({"graphs": {"template": {"fp32": graphs["template"]["fp32"]}}}, "fp16", "strong")
 
@@ -280,7 +282,8 @@ def _inspector_json() -> str:
         return {"Name": "t", "Location": "Device", "Dimensions": [1, 8, 4, 4], "Format/Datatype": fmt}
 
     layers = [
-        {"Name": "/backbone/features/features.0/Conv + /backbone/features/features.2/Relu", "LayerType": "CaskConvolution",
+        {"Name": "/backbone/features/features.0/Conv + /backbone/features/features.2/Relu",
+         "LayerType": "CaskConvolution",
          "Inputs": [tensor("Row major linear FP16 format")], "Outputs": [tensor("Row major linear FP16 format")]},
         {"Name": "Reformatting CopyNode for Input Tensor 0 to /rpn_head/cls/Conv", "LayerType": "Reformat",
          "Inputs": [tensor("Row major linear FP16 format")], "Outputs": [tensor("Row major linear FP32")]},
@@ -555,7 +558,7 @@ class FakeEngine:
     def get_tensor_mode(self, name: str) -> FakeTrt.TensorIOMode:
         return self._find(name)[1]
 
-    def create_execution_context(self) -> "FakeContext":
+    def create_execution_context(self) -> FakeContext:
         return FakeContext(self)
 
 
@@ -585,7 +588,8 @@ class FakeContext:
                     raw = (ctypes.c_uint8 * nbytes).from_address(addresses[name])
                     feeds[name] = np.frombuffer(raw, np.float32).reshape(shape).copy()
             outs = engine.session.run(None, feeds)
-            for (name, mode, shape), value in zip([t for t in engine.io if t[1] == FakeTrt.TensorIOMode.OUTPUT], outs):
+            produced = [t for t in engine.io if t[1] == FakeTrt.TensorIOMode.OUTPUT]
+            for (name, _mode, _shape), value in zip(produced, outs):
                 value = np.ascontiguousarray(value, np.float32)
                 ctypes.memmove(addresses[name], value.ctypes.data, value.nbytes)
             engine.trt.executions += 1
@@ -636,7 +640,8 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
     graphs = {"template": save("template", [pool("template", "kernel", 8, 8)], [value("template", (1, 3, 127, 127))],
                                [value("kernel", (1, 3, 15, 15))])}
     batch = 1 if mask else 3
-    nodes = [pool("search", "feat", 8, 8), helper.make_node("Conv", ["feat", "kernel"], ["response"], name="/response/Conv")]
+    nodes = [pool("search", "feat", 8, 8),
+             helper.make_node("Conv", ["feat", "kernel"], ["response"], name="/response/Conv")]
     outputs = [value("response", (batch, 1, 17, 17))]
     if mask:
         nodes[1] = helper.make_node("Conv", ["feat", "kernel"], ["mask_corr"], name="/response/Conv")
@@ -773,8 +778,6 @@ def test_fake_engine_serves_several_targets(siamfc_export, fake_trt, tmp_path) -
     trt, cudart = fake_trt
     root = str(tmp_path / "engines")
     entry = _fake_entry(siamfc_export, root)
-    from siamdeploy.manifest import read_manifest
-
     engine = TensorRTEngine(entry, read_manifest(siamfc_export), cuda_graph=True)
     reference = OnnxRuntimeEngine(siamfc_export, read_manifest(siamfc_export), precision="fp16")
     seq = generate_sequence(seed=5, num_frames=6, size=(320, 240))

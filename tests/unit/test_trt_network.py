@@ -93,8 +93,8 @@ class Builder:
 def siam_network() -> Network:
     """backbone (FP16 node) -> correlation Conv (FP32 node, two layers) -> a parser-added cast -> head;
     another parser-added layer fed by the backbone, and a shape layer inside the FP32 node."""
-    x, feat, corr, corr2, cast, head, cast_bb, shape = (Tensor(n) for n in
-                                                        ("x", "feat", "corr", "corr2", "cast", "head", "cast_bb", "shape"))
+    names = ("x", "feat", "corr", "corr2", "cast", "head", "cast_bb", "shape")
+    x, feat, corr, corr2, cast, head, cast_bb, shape = (Tensor(n) for n in names)
     shape.dtype = DT.INT64
     return Network([
         Layer("/backbone/conv/Conv", [x], [feat]),
