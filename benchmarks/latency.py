@@ -197,6 +197,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", default="benchmarks/results/latency.json")
+    ap.add_argument("--skip-cpu", action="store_true", help="leave out the CPU backends (a GPU machine's check)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import onnx
@@ -215,6 +216,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         for preset in args.presets:
             runnable, skipped = engines_for(preset, workdir)
+            if args.skip_cpu:
+                skipped += [(label, "--skip-cpu") for label, _ in runnable if " cpu " in f" {label} "]
+                runnable = [(label, make) for label, make in runnable if " cpu " not in f" {label} "]
             rows = {label: measure(preset, factory, args.frames, args.warmup) for label, factory in runnable}
             results["presets"][preset] = {"results": rows, "skipped": dict(skipped)}
             print(f"\n{preset} (640x480 frames, {args.frames} frames after {args.warmup} warm-up; ms p50 / p90 / p99)")

@@ -141,16 +141,16 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def probe(cls, device: str | None = None) -> tuple[bool, str]:
-        from ..engine import trt_build
+        from ..tensorrt.device import probe
 
-        return trt_build.probe(device)
+        return probe(device)
 
     @classmethod
     def require(cls, device: str | None = None) -> None:
-        from ..engine import trt_build
+        from ..tensorrt.device import import_cudart, import_tensorrt
 
-        trt_build.import_tensorrt()  # the install hints as DependencyErrors, before any export
-        trt_build.import_cudart()
+        import_tensorrt()  # the install hints as DependencyErrors, before any export
+        import_cudart()
         super().require(device)
 
     @classmethod
@@ -159,9 +159,10 @@ class TensorRTBackend(Backend):
 
         from ..export.cache import ensure_export
         from ..manifest import is_export_folder
-        from ..engine import trt_cache
+        from ..tensorrt import cache as trt_cache
+        from ..tensorrt import load_engine
         from .registry import default_cache_dir
-        from ..engine.tensorrt_engine import TensorRTEngine
+
         # the FP16 build needs the mixed-precision graphs (strongly typed) or their fp32_nodes list (pins)
         folder, manifest = ensure_export(request.model_path, "fp16", request.config, request.preset,
                                          request.allow_unsafe_pickle)
@@ -169,6 +170,7 @@ class TensorRTBackend(Backend):
             root = trt_cache.default_root()
         else:  # a checkpoint: its export and engines live in the user cache
             root = os.environ.get(trt_cache.ENV_ROOT) or os.path.join(default_cache_dir(), "engines")
-        engine = TensorRTEngine(folder, precision=request.precision or cls.default_precision, device=request.device,
-                                cache_root=root)
+        # find or build the plans (siamdeploy.tensorrt.build), then load them (siamdeploy.tensorrt.runner)
+        engine = load_engine(folder, precision=request.precision or cls.default_precision, device=request.device,
+                             cache_root=root, manifest=manifest)
         return engine, manifest.preset

@@ -73,7 +73,7 @@ def _export(args: argparse.Namespace) -> int:
     is_export = is_export_folder(args.checkpoint)
     _check_args(args, is_export)
     if args.engine:  # fail before any work when TensorRT cannot be had
-        from ..engine.trt_build import import_cudart, import_tensorrt
+        from ..tensorrt.device import import_cudart, import_tensorrt
 
         import_tensorrt()
         import_cudart()
@@ -119,14 +119,15 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_engines(args: argparse.Namespace, folder: str):  # noqa: ANN202 - a trt_cache.CacheEntry
-    from ..engine.trt_build import BuildOptions, ensure_engines
+def _build_engines(args: argparse.Namespace, folder: str):  # noqa: ANN202 - a siamdeploy.tensorrt.cache.CacheEntry
+    from ..tensorrt.build import ensure_engines
+    from ..tensorrt.network import BuildOptions
 
     return ensure_engines(folder, precision=args.engine_precision, cache_root=args.engine_dir,
                           options=BuildOptions(workspace_mb=args.workspace_mb))
 
 
-def _print_engines(entry) -> None:  # noqa: ANN001 - a trt_cache.CacheEntry
+def _print_engines(entry) -> None:  # noqa: ANN001 - a siamdeploy.tensorrt.cache.CacheEntry
     side = entry.sidecar
     print(f"TensorRT {side['tensorrt_version']} engines ({side['precision']} build, runs "
           f"{side.get('realised_precision', 'unverified')} per the engine inspector) for {side['gpu']['name']} "

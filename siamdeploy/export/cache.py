@@ -77,14 +77,14 @@ def ensure_export(model_path: str, precision: str, config: str | None = None, pr
         raise ExportError(f"on-the-fly export writes {', '.join(_EXPORT_PRECISION)} graphs, not {precision}; export "
                           "the checkpoint first: python -m siamdeploy.export CHECKPOINT --precision " + precision)
     from ..checkpoint import load_model  # torch from here on
-    from ..engine.trt_cache import BuildLock
+    from ..locking import exclusive_lock
     from .exporter import export_model
 
     loaded = load_model(model_path, config=config, preset=preset, allow_unsafe_pickle=allow_unsafe_pickle)
     key = f"{loaded.preset.name}-{sha256_file(model_path)[:16]}-{preset_fingerprint(loaded.preset)[:12]}"
     folder = os.path.join(_cache_root(), key)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
-    with BuildLock(folder + ".lock", what=f"the export of {os.path.basename(model_path)}"):
+    with exclusive_lock(folder + ".lock", what=f"the export of {os.path.basename(model_path)}"):
         try:
             manifest = read_manifest(folder)
             manifest.require(precision, folder)

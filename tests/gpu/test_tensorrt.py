@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from siamdeploy.compare import OutputComparison, compare_boxes, teacher_force, tolerance
-from siamdeploy.engine import trt_build, trt_cache
+from siamdeploy.tensorrt import cache as trt_cache
+from siamdeploy.tensorrt.device import probe
 
-AVAILABLE, WHY = trt_build.probe()
+AVAILABLE, WHY = probe()
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not AVAILABLE, reason=f"needs tensorrt + cuda-python and a CUDA GPU ({WHY})")]
 
@@ -60,9 +61,9 @@ def exported(random_checkpoint, tmp_path_factory):
 
 
 def _engine(folder: str, root: str, precision: str = "fp16", cuda_graph: bool = False):
-    from siamdeploy.engine.tensorrt_engine import TensorRTEngine
+    from siamdeploy.tensorrt import load_engine
 
-    return TensorRTEngine(folder, precision=precision, cache_root=root, cuda_graph=cuda_graph)
+    return load_engine(folder, precision=precision, cache_root=root, cuda_graph=cuda_graph)
 
 
 def _torch_cpu(loaded):
@@ -159,12 +160,12 @@ def test_cuda_graph_same_as_plain(preset: str, exported, engine_root) -> None:
 
 
 def test_engine_cache_is_reused(exported, engine_root) -> None:
-    from siamdeploy.engine.tensorrt_engine import TensorRTEngine
+    from siamdeploy.tensorrt import load_engine
 
     folder, _ = exported("siamfc")
     first = _engine(folder, engine_root)
     created = first.entry.sidecar["created"]
-    again = TensorRTEngine(folder, cache_root=engine_root, rebuild=False)  # would raise if it had to build
+    again = load_engine(folder, cache_root=engine_root, rebuild=False)  # would raise if it had to build
     assert again.entry.path == first.entry.path and again.entry.sidecar["created"] == created
     assert os.path.isfile(first.entry.sidecar["timing_cache"])
     assert not [n for n in os.listdir(os.path.dirname(first.entry.path)) if n.endswith(".lock") or ".tmp-" in n]

@@ -24,8 +24,11 @@ import numpy as np
 import pytest
 
 import siamdeploy
-from siamdeploy.engine import trt_build, trt_cache
-from siamdeploy.engine.trt_cache import EngineTarget, Stale
+from siamdeploy.tensorrt import build as trt_build_mod
+from siamdeploy.tensorrt import cache as trt_cache
+from siamdeploy.tensorrt import device as trt_device
+from siamdeploy.tensorrt import inspection, network, versions
+from siamdeploy.tensorrt.cache import EngineTarget, Stale
 from siamdeploy.errors import DependencyError, EngineError, InputError
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -88,10 +91,12 @@ def test_select_sources() -> None:
     graphs = {"template": {"fp32": {"file": "template.onnx", "sha256": "1"},
                            "fp16": {"file": "template_fp16.onnx", "sha256": "2", "fp32_nodes": []}}}
     manifest = {"graphs": graphs}
-    assert trt_cache.select_sources(manifest, "fp16", "strong") == {"template": {"file": "template_fp16.onnx", "sha256": "2"}}
+    assert trt_cache.select_sources(manifest, "fp16", "strong") == {
+        "template": {"file": "template_fp16.onnx", "sha256": "2"}}
     assert trt_cache.select_sources(manifest, "fp16", "weak") == {
         "template": {"file": "template.onnx", "sha256": "1", "pin_sha256": "2"}}
-    assert trt_cache.select_sources(manifest, "fp32", "strong") == {"template": {"file": "template.onnx", "sha256": "1"}}
+    assert trt_cache.select_sources(manifest, "fp32", "strong") == {
+        "template": {"file": "template.onnx", "sha256": "1"}}
     with pytest.raises(EngineError, match="no FP16 graphs"):
         trt_cache.select_sources({"graphs": {"template": {"fp32": graphs["template"]["fp32"]}}}, "fp16", "strong")
 
@@ -214,9 +219,9 @@ def test_lock_of_dead_process_is_broken(tmp_path, caplog) -> None:
     dead.wait()
     _write_lock(trt_cache.entry_dir(root, target) + ".lock", dead.pid, socket.gethostname())
     builder = FakeBuilder(str(tmp_path / "calls"))
-    with caplog.at_level(logging.WARNING, logger="siamdeploy.engine.trt_cache"):
+    with caplog.at_level(logging.WARNING, logger="siamdeploy.locking"):
         trt_cache.get_or_build(root, target, builder, wait_s=5)
-    assert builder.calls == 1 and "stale TensorRT build lock" in caplog.text
+    assert builder.calls == 1 and "removing stale lock" in caplog.text
 
 
 def test_old_lock_from_another_host_is_broken(tmp_path) -> None:
@@ -238,34 +243,34 @@ def test_live_lock_times_out(tmp_path) -> None:
 
 # ================================================================================================ builder helpers
 def test_versions_and_typing() -> None:
-    assert trt_build.parse_version("10.13.0.35") == (10, 13, 0) and trt_build.parse_version("8.6") == (8, 6, 0)
+    assert versions.parse_version("10.13.0.35") == (10, 13, 0) and versions.parse_version("8.6") == (8, 6, 0)
     with pytest.raises(EngineError, match="runtime tensor.*8.5"):
-        trt_build.check_version((8, 4, 3))
-    trt_build.check_version((8, 5, 2))
-    assert trt_build.resolve_typing((8, 6, 1)) == "weak" and trt_build.resolve_typing((10, 3, 0)) == "strong"
-    assert trt_build.resolve_typing((11, 4, 0)) == "strong" and trt_build.resolve_typing((10, 3, 0), "weak") == "weak"
+        versions.check_version((8, 4, 3))
+    versions.check_version((8, 5, 2))
+    assert versions.resolve_typing((8, 6, 1)) == "weak" and versions.resolve_typing((10, 3, 0)) == "strong"
+    assert versions.resolve_typing((11, 4, 0)) == "strong" and versions.resolve_typing((10, 3, 0), "weak") == "weak"
     with pytest.raises(EngineError, match="removed BuilderFlag.FP16"):
-        trt_build.resolve_typing((11, 0, 0), "weak")
+        versions.resolve_typing((11, 0, 0), "weak")
     with pytest.raises(EngineError, match="9.1"):
-        trt_build.resolve_typing((8, 6, 1), "strong")
-    opts = trt_build.BuildOptions(workspace_mb=256).resolved((10, 13, 0), "fp16")
+        versions.resolve_typing((8, 6, 1), "strong")
+    opts = network.BuildOptions(workspace_mb=256).resolved((10, 13, 0), "fp16")
     assert opts == {"typing": "strong", "workspace_mb": 256, "tf32": False}
-    assert trt_build.device_index(None) == 0 and trt_build.device_index("cuda:1") == 1
+    assert trt_device.device_index(None) == 0 and trt_device.device_index("cuda:1") == 1
     with pytest.raises(EngineError, match="cuda or cuda:N"):
-        trt_build.device_index("cpu")
+        trt_device.device_index("cpu")
 
 
 def test_pinned_layers_follow_onnx_node_names() -> None:
     fp32 = ["/rpn_head/cls/Conv", "/rpn_head/cls/head/head.3/Conv", "/Softmax"]
     layers = ["/backbone/features/features.0/Conv", "/rpn_head/cls/Conv", "/rpn_head/cls/Conv_1",
               "/rpn_head/cls/head/head.3/Conv", "/neck/downsample/Conv_2", "/Softmax_12", "Cast_x__to_fp32"]
-    assert trt_build.pinned_layers(layers, fp32) == ["/rpn_head/cls/Conv", "/rpn_head/cls/Conv_1",
+    assert network.pinned_layers(layers, fp32) == ["/rpn_head/cls/Conv", "/rpn_head/cls/Conv_1",
                                                     "/rpn_head/cls/head/head.3/Conv", "/Softmax_12"]
-    assert trt_build.node_of("/rpn_head/cls/Conv_1_2", set(fp32)) == "/rpn_head/cls/Conv"
+    assert network.node_of("/rpn_head/cls/Conv_1_2", set(fp32)) == "/rpn_head/cls/Conv"
 
 
 def test_tensor_precision_strings() -> None:
-    tp = trt_build.tensor_precision
+    tp = inspection.tensor_precision
     assert tp("Row major linear FP16 format") == "fp16" and tp("Half") == "fp16"
     assert tp("Row major linear FP32") == "fp32" and tp("Float") == "fp32"
     assert tp("Channel major FP16 format where channel % 8 == 0") == "fp16"
@@ -277,7 +282,8 @@ def _inspector_json() -> str:
         return {"Name": "t", "Location": "Device", "Dimensions": [1, 8, 4, 4], "Format/Datatype": fmt}
 
     layers = [
-        {"Name": "/backbone/features/features.0/Conv + /backbone/features/features.2/Relu", "LayerType": "CaskConvolution",
+        {"Name": "/backbone/features/features.0/Conv + /backbone/features/features.2/Relu",
+         "LayerType": "CaskConvolution",
          "Inputs": [tensor("Row major linear FP16 format")], "Outputs": [tensor("Row major linear FP16 format")]},
         {"Name": "Reformatting CopyNode for Input Tensor 0 to /rpn_head/cls/Conv", "LayerType": "Reformat",
          "Inputs": [tensor("Row major linear FP16 format")], "Outputs": [tensor("Row major linear FP32")]},
@@ -291,17 +297,17 @@ def _inspector_json() -> str:
 
 
 def test_layer_precisions_from_inspector() -> None:
-    info = trt_build.layer_precisions(_inspector_json(), ["/rpn_head/cls/Conv", "/rpn_head/cls/head/head.3/Conv"])
+    info = inspection.layer_precisions(_inspector_json(), ["/rpn_head/cls/Conv", "/rpn_head/cls/head/head.3/Conv"])
     assert info["counts"] == {"fp16": 2, "fp32": 1, "mixed": 1, "other": 1}
     assert info["summary"].startswith("fp16 layers 2 / fp32 layers 1") and info["detailed"]
     assert info["pinned_not_fp32"] == ["/rpn_head/cls/head/head.3/Conv"]
-    names_only = trt_build.layer_precisions(json.dumps({"Layers": ["a", "b"]}))
+    names_only = inspection.layer_precisions(json.dumps({"Layers": ["a", "b"]}))
     assert not names_only["detailed"] and "not inspectable" in names_only["summary"]
     side = {"layer_precision": {"search": info, "template": info}}
-    assert trt_build.realised_precision(side) == "fp16"
-    fp32_only = trt_build.layer_precisions(json.dumps({"Layers": [json.loads(_inspector_json())["Layers"][2]]}))
-    assert trt_build.realised_precision({"layer_precision": {"search": fp32_only}}) == "fp32"
-    assert trt_build.realised_precision({"layer_precision": {"search": names_only}}) == "unverified"
+    assert inspection.realised_precision(side) == "fp16"
+    fp32_only = inspection.layer_precisions(json.dumps({"Layers": [json.loads(_inspector_json())["Layers"][2]]}))
+    assert inspection.realised_precision({"layer_precision": {"search": fp32_only}}) == "fp32"
+    assert inspection.realised_precision({"layer_precision": {"search": names_only}}) == "unverified"
 
 
 # ================================================================================================ missing packages
@@ -361,12 +367,12 @@ def test_missing_cuda_python_is_one_line(monkeypatch) -> None:
 
     monkeypatch.setattr(builtins, "__import__", no_cuda)
     with pytest.raises(DependencyError, match=r"'cuda-python'.*pip install tensorrt cuda-python") as info:
-        trt_build.import_cudart()
+        trt_device.import_cudart()
     assert "\n" not in str(info.value)
 
 
 def test_probe_says_why() -> None:
-    ok, why = trt_build.probe()
+    ok, why = trt_device.probe()
     if not HAVE_TRT:
         assert not ok and "tensorrt" in why
 
@@ -552,7 +558,7 @@ class FakeEngine:
     def get_tensor_mode(self, name: str) -> FakeTrt.TensorIOMode:
         return self._find(name)[1]
 
-    def create_execution_context(self) -> "FakeContext":
+    def create_execution_context(self) -> FakeContext:
         return FakeContext(self)
 
 
@@ -582,7 +588,8 @@ class FakeContext:
                     raw = (ctypes.c_uint8 * nbytes).from_address(addresses[name])
                     feeds[name] = np.frombuffer(raw, np.float32).reshape(shape).copy()
             outs = engine.session.run(None, feeds)
-            for (name, mode, shape), value in zip([t for t in engine.io if t[1] == FakeTrt.TensorIOMode.OUTPUT], outs):
+            produced = [t for t in engine.io if t[1] == FakeTrt.TensorIOMode.OUTPUT]
+            for (name, _mode, _shape), value in zip(produced, outs):
                 value = np.ascontiguousarray(value, np.float32)
                 ctypes.memmove(addresses[name], value.ctypes.data, value.nbytes)
             engine.trt.executions += 1
@@ -633,7 +640,8 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
     graphs = {"template": save("template", [pool("template", "kernel", 8, 8)], [value("template", (1, 3, 127, 127))],
                                [value("kernel", (1, 3, 15, 15))])}
     batch = 1 if mask else 3
-    nodes = [pool("search", "feat", 8, 8), helper.make_node("Conv", ["feat", "kernel"], ["response"], name="/response/Conv")]
+    nodes = [pool("search", "feat", 8, 8),
+             helper.make_node("Conv", ["feat", "kernel"], ["response"], name="/response/Conv")]
     outputs = [value("response", (batch, 1, 17, 17))]
     if mask:
         nodes[1] = helper.make_node("Conv", ["feat", "kernel"], ["mask_corr"], name="/response/Conv")
@@ -673,8 +681,8 @@ def siamfc_export(tmp_path_factory) -> str:
 def fake_trt(monkeypatch):
     cudart = FakeCudart()
     trt = FakeTrt(cudart)
-    monkeypatch.setattr(trt_build, "import_tensorrt", lambda: trt)
-    monkeypatch.setattr(trt_build, "import_cudart", lambda: cudart)
+    monkeypatch.setattr(trt_device, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(trt_device, "import_cudart", lambda: cudart)
     return trt, cudart
 
 
@@ -682,12 +690,12 @@ def _fake_entry(folder: str, root: str, precision: str = "fp16") -> trt_cache.Ca
     """A cache entry exactly where ensure_engines() looks for it, with fake plans (paths of the ONNX graphs)."""
     from siamdeploy.manifest import read_manifest
 
-    manifest = read_manifest(folder).to_dict()
-    version = trt_build.parse_version(FakeTrt.__version__)
-    options = trt_build.BuildOptions().resolved(version, precision)
-    gpu = trt_build.GpuInfo(0, "Fake GPU 9000", "8.9")
-    target = trt_build.engine_target(folder, manifest, gpu, FakeTrt.__version__, precision, options)
-    info = trt_build.layer_precisions(_inspector_json())
+    manifest = read_manifest(folder)
+    version = versions.parse_version(FakeTrt.__version__)
+    options = network.BuildOptions().resolved(version, precision)
+    gpu = trt_device.GpuInfo(0, "Fake GPU 9000", "8.9")
+    target = trt_build_mod.engine_target(folder, manifest, gpu, FakeTrt.__version__, precision, options)
+    info = inspection.layer_precisions(_inspector_json())
 
     def build(tmp: str) -> dict:
         engines = {}
@@ -715,17 +723,17 @@ def _track(engine_or_tracker, seq, n: int = 5) -> np.ndarray:
 
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_fake_tensorrt_engine_matches_onnxruntime(siamfc_export, fake_trt, tmp_path, cuda_graph: bool) -> None:
-    """The full public path (TensorRTEngine(folder) -> ensure_engines -> lookup -> load) over the fake: every
+    """The full public path (load_engine(folder) -> ensure_engines -> lookup -> TensorRTEngine) over the fake: every
     tensor bound to device buffers, kernels shared by address, same numbers as the onnxruntime engine."""
     from siamdeploy.apps.synthetic import generate_sequence
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
     from siamdeploy.manifest import read_manifest
-    from siamdeploy.engine.tensorrt_engine import TensorRTEngine
+    from siamdeploy.tensorrt import load_engine
 
     trt, cudart = fake_trt
     root = str(tmp_path / "engines")
     _fake_entry(siamfc_export, root)
-    engine = TensorRTEngine(siamfc_export, precision="fp16", cache_root=root, rebuild=False, cuda_graph=cuda_graph)
+    engine = load_engine(siamfc_export, precision="fp16", cache_root=root, rebuild=False, cuda_graph=cuda_graph)
     assert engine.precision == "fp16" and "fp16 layers 4 / fp32 layers 2" in engine.describe()
     reference = OnnxRuntimeEngine(siamfc_export, read_manifest(siamfc_export), precision="fp16")
     rng = np.random.default_rng(0)
@@ -763,16 +771,14 @@ def test_fake_engine_serves_several_targets(siamfc_export, fake_trt, tmp_path) -
     from siamdeploy.apps.synthetic import generate_sequence
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
     from siamdeploy.manifest import read_manifest
-    from siamdeploy.engine.tensorrt_engine import TensorRTEngine
     from siamdeploy.presets import get_preset
+    from siamdeploy.tensorrt.runner import TensorRTEngine
     from siamdeploy.runtime import make_tracker
 
     trt, cudart = fake_trt
     root = str(tmp_path / "engines")
     entry = _fake_entry(siamfc_export, root)
-    from siamdeploy.manifest import read_manifest
-
-    engine = TensorRTEngine.from_entry(entry, read_manifest(siamfc_export).to_dict(), cuda_graph=True)
+    engine = TensorRTEngine(entry, read_manifest(siamfc_export), cuda_graph=True)
     reference = OnnxRuntimeEngine(siamfc_export, read_manifest(siamfc_export), precision="fp16")
     seq = generate_sequence(seed=5, num_frames=6, size=(320, 240))
     preset = get_preset("siamfc")
@@ -801,11 +807,11 @@ def test_fake_engine_refine(fake_trt, tmp_path) -> None:
     onnxruntime engine; extras of an older search are refused."""
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
     from siamdeploy.manifest import read_manifest
-    from siamdeploy.engine.tensorrt_engine import TensorRTEngine
+    from siamdeploy.tensorrt import load_engine
 
     folder = _tiny_export(str(tmp_path / "tiny-mask"), mask=True)
     _fake_entry(folder, str(tmp_path / "engines"))
-    engine = TensorRTEngine(folder, cache_root=str(tmp_path / "engines"), rebuild=False)
+    engine = load_engine(folder, cache_root=str(tmp_path / "engines"), rebuild=False)
     reference = OnnxRuntimeEngine(folder, read_manifest(folder), precision="fp16")
     rng = np.random.default_rng(2)
     z = rng.uniform(0, 255, (1, 3, 127, 127)).astype(np.float32)
@@ -873,3 +879,27 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
     assert "onnxruntime: onnxruntime is not installed" in caplog.text
     with pytest.raises(EngineError, match="no backend.*export folder holds no PyTorch model"):
         siamdeploy.load_tracker(siamfc_export, backend="auto")
+
+
+def test_fake_engine_is_a_context_manager_and_never_builds(siamfc_export, fake_trt, tmp_path) -> None:
+    """The runner loads built plans only: with no entry it is never constructed (load_engine refuses with
+    rebuild=False); as a context manager it frees every buffer and the stream on exit."""
+    from siamdeploy.tensorrt import load_engine
+    from siamdeploy.tensorrt.runner import TensorRTEngine
+
+    trt, cudart = fake_trt
+    root = str(tmp_path / "engines")
+    with pytest.raises(EngineError, match="no TensorRT engines built yet"):
+        load_engine(siamfc_export, cache_root=root, rebuild=False)
+    assert not cudart.device and not cudart.streams
+    entry = _fake_entry(siamfc_export, root)
+    with TensorRTEngine(entry, trt_cache_view(siamfc_export)) as engine:
+        engine.template(np.zeros((1, 3, 127, 127), np.float32))
+        assert cudart.device and cudart.streams
+    assert not cudart.device and not cudart.host and not cudart.streams
+
+
+def trt_cache_view(folder: str):  # noqa: ANN201 - a ManifestView
+    from siamdeploy.tensorrt.manifest_view import read_view
+
+    return read_view(folder)

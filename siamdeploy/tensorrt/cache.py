@@ -9,10 +9,10 @@ An entry is used only when its sidecar matches what is asked for; otherwise :fun
 stale (:class:`Stale`: other GPU, other TensorRT, changed ONNX, ...) and the caller rebuilds it (default) or
 refuses with a clear :class:`~siamdeploy.errors.EngineError` (``rebuild=False``).
 
-Building is atomic and safe across processes: :func:`get_or_build` takes an exclusive lock file
-(``os.open(O_CREAT | O_EXCL)``), builds into a temporary folder beside the entry and renames it into place;
-a second process asking for the same entry waits for the lock, then finds the entry and reuses it. A lock
-left by a crashed build is broken when its process is gone (same host) or after ``stale_lock_s``.
+Building is atomic and safe across processes: :func:`get_or_build` holds
+:func:`siamdeploy.locking.exclusive_lock` on ``<entry>.lock``, builds into a temporary folder beside the
+entry and renames it into place; a second process asking for the same entry waits for the lock, then finds
+the entry and reuses it (a lock left by a crashed build is broken, see :mod:`siamdeploy.locking`).
 
 The build step itself is a callable (``build(tmp_dir) -> dict``), so all of this is pure Python and
 testable without TensorRT or a GPU. No tensorrt import here.
@@ -26,16 +26,15 @@ import logging
 import os
 import re
 import shutil
-import socket
 import tempfile
-import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError
 from ..fsutil import replace_dir
+from ..locking import LockTimeout, exclusive_lock
+from .manifest_view import ManifestView, as_view
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,8 @@ class EngineTarget:
     @property
     def key(self) -> str:
         """The entry's folder name: ``<gpu-slug>-trt<version>-<precision>``."""
-        return f"{gpu_slug(self.gpu_name, self.compute_capability)}-trt{trt_version_tag(self.trt_version)}-{self.precision}"
+        gpu = gpu_slug(self.gpu_name, self.compute_capability)
+        return f"{gpu}-trt{trt_version_tag(self.trt_version)}-{self.precision}"
 
 
 def entry_dir(root: str, target: EngineTarget) -> str:
@@ -109,28 +109,41 @@ def entry_dir(root: str, target: EngineTarget) -> str:
     return os.path.join(root, target.export_name, target.key)
 
 
-def select_sources(manifest: Mapping[str, Any], precision: str, typing: str) -> dict[str, dict[str, str]]:
-    """Which ONNX variant each plan is built from.
+def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, typing: str
+                   ) -> dict[str, dict[str, str]]:
+    """Which ONNX variant each plan is built from (``manifest``: a view, or the manifest itself).
 
     fp32: the FP32 graphs. fp16 + ``strong`` (strongly typed network): the mixed-precision ``*_fp16.onnx``
     graphs. fp16 + ``weak`` (``BuilderFlag.FP16`` with pinned layers): the FP32 graphs, with the FP16
     variant's sha256 recorded as ``pin_sha256`` (its ``fp32_nodes`` list picks the pinned layers).
+    int8 (always ``strong``): the export's ``int8`` variant, a Q/DQ graph.
     """
-    if precision not in ("fp16", "fp32"):
-        raise EngineError(f"TensorRT precision must be fp16 or fp32, got '{precision}'")
+    if precision not in ("fp16", "fp32", "int8"):
+        raise EngineError(f"TensorRT precision must be fp16, fp32 or int8, got '{precision}'")
     if typing not in ("strong", "weak"):
         raise EngineError(f"network typing must be strong or weak, got '{typing}'")
     sources: dict[str, dict[str, str]] = {}
-    for name, variants in manifest["graphs"].items():
+    for name, variants in as_view(manifest).graphs.items():
         if precision == "fp16" and "fp16" not in variants:
             raise EngineError(f"the export has no FP16 graphs (has: {', '.join(variants)}), which the TensorRT FP16 "
                               "build needs; re-export with --precision both (or build with --engine-precision fp32)")
-        use = "fp16" if precision == "fp16" and typing == "strong" else "fp32"
-        entry = {"file": variants[use]["file"], "sha256": variants[use]["sha256"]}
+        if precision == "int8" and "int8" not in variants:
+            raise EngineError(f"the export has no INT8 (Q/DQ) graphs (has: {', '.join(variants)}): TensorRT INT8 "
+                              "engines are built only from explicitly quantized graphs; build fp16 instead")
+        use = source_variant(precision, typing)
+        entry = {"file": variants[use].file, "sha256": variants[use].sha256}
         if precision == "fp16" and typing == "weak":
-            entry["pin_sha256"] = variants["fp16"]["sha256"]
+            entry["pin_sha256"] = variants["fp16"].sha256
         sources[name] = entry
     return sources
+
+
+def source_variant(precision: str, typing: str) -> str:
+    """The export variant a plan is built from: ``int8`` for INT8, ``fp16`` for a strongly typed FP16 build,
+    else ``fp32``."""
+    if precision == "int8":
+        return "int8"
+    return "fp16" if precision == "fp16" and typing == "strong" else "fp32"
 
 
 @dataclass(frozen=True)
@@ -205,7 +218,7 @@ def check_entry(path: str, target: EngineTarget, verify_plans: bool = True) -> C
     engines = side.get("engines")
     if not isinstance(engines, dict) or set(engines) != set(target.onnx):
         return Stale(INCOMPLETE, f"{path} does not hold a plan for every graph", path)
-    for name, info in engines.items():
+    for info in engines.values():
         plan = os.path.join(path, info.get("file", ""))
         if not os.path.isfile(plan):
             return Stale(INCOMPLETE, f"{path} is missing {info.get('file')}", path)
@@ -263,114 +276,6 @@ def make_sidecar(target: EngineTarget, result: Mapping[str, Any], folder: str) -
     }
 
 
-# ---------------------------------------------------------------------------------------------- locking
-class BuildLock:
-    """An exclusive lock file (``os.open(O_CREAT | O_EXCL)``) holding ``{pid, host, token, created}``.
-
-    ``acquire`` waits (polling) while another live build holds it. A lock is broken as stale when its
-    holder's process no longer exists on this host, or when the file is older than ``stale_after`` seconds.
-    """
-
-    def __init__(self, path: str, stale_after: float = DEFAULT_STALE_LOCK_S, wait: float = DEFAULT_WAIT_S,
-                 poll: float = 0.2, what: str = "") -> None:
-        self.path = path
-        self.stale_after = stale_after
-        self.wait = wait
-        self.poll = poll
-        self.what = what or path
-        self.token = uuid.uuid4().hex
-        self.held = False
-
-    def _info(self) -> dict[str, Any] | None:
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):  # being written right now, or garbage
-            return {}
-
-    def _stale(self, info: dict[str, Any]) -> bool:
-        try:
-            age = time.time() - os.path.getmtime(self.path)
-        except FileNotFoundError:
-            return False
-        if age > self.stale_after:
-            return True
-        if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-            return not _pid_alive(info["pid"])  # the holder died (a crashed build)
-        return False
-
-    def _break(self, info: dict[str, Any]) -> None:
-        """Remove a stale lock, unless it changed hands since we judged it (token differs)."""
-        again = self._info()
-        if again is None or again.get("token") != info.get("token"):
-            return
-        log.warning("removing stale TensorRT build lock %s (held by pid %s on %s since %s)", self.path,
-                    info.get("pid"), info.get("host"), info.get("created"))
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def acquire(self) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        deadline = time.monotonic() + self.wait
-        told = False
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                info = self._info()
-                if info is not None and self._stale(info):
-                    self._break(info)
-                    continue
-                if time.monotonic() > deadline:
-                    raise EngineError(f"gave up after {self.wait:.0f} s waiting for another process that builds "
-                                      f"{self.what} (lock {self.path}); if no build is running, delete that file") from None
-                if not told:
-                    log.info("another process is building %s; waiting for it (lock %s)", self.what, self.path)
-                    told = True
-                time.sleep(self.poll)
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "token": self.token,
-                           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}, fh)
-            self.held = True
-            return
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        self.held = False
-        info = self._info()
-        if info is not None and info.get("token") == self.token:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-
-    def __enter__(self) -> "BuildLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return True
-
-
 BuildFn = Callable[[str], Mapping[str, Any]]
 
 
@@ -390,28 +295,38 @@ def get_or_build(root: str, target: EngineTarget, build: BuildFn, rebuild: bool 
     if not rebuild:
         raise refusal(found, target.export_folder)
     path = entry_dir(root, target)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with exclusive_lock(path + ".lock", timeout=wait_s, stale_after=stale_lock_s, poll=poll_s,
+                            what=f"the TensorRT build of {path}"):
+            return _build_locked(root, target, build, verify_plans)
+    except LockTimeout as err:
+        raise EngineError(str(err)) from None
+
+
+def _build_locked(root: str, target: EngineTarget, build: BuildFn, verify_plans: bool) -> CacheEntry:
+    """The part of :func:`get_or_build` that runs under the lock."""
+    path = entry_dir(root, target)
     parent, name = os.path.split(path)
-    os.makedirs(parent, exist_ok=True)
-    with BuildLock(path + ".lock", stale_after=stale_lock_s, wait=wait_s, poll=poll_s, what=path):
-        again = lookup(root, target, verify_plans)
-        if isinstance(again, CacheEntry):  # another process built it while we waited
-            log.info("reusing TensorRT engines %s (built by another process meanwhile)", again.path)
-            return again
-        if again.reason != MISSING:
-            log.info("rebuilding TensorRT engines: %s", again.detail)
-        for leftover in glob.glob(os.path.join(parent, f".{name}.tmp-*")):  # a crashed build's temp folder
-            shutil.rmtree(leftover, ignore_errors=True)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-        try:
-            result = build(tmp)
-            sidecar = make_sidecar(target, result, tmp)
-            with open(os.path.join(tmp, SIDECAR), "w", encoding="utf-8") as fh:
-                json.dump(sidecar, fh, indent=2)
-                fh.write("\n")
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    again = lookup(root, target, verify_plans)
+    if isinstance(again, CacheEntry):  # another process built it while we waited
+        log.info("reusing TensorRT engines %s (built by another process meanwhile)", again.path)
+        return again
+    if again.reason != MISSING:
+        log.info("rebuilding TensorRT engines: %s", again.detail)
+    for leftover in glob.glob(os.path.join(parent, f".{name}.tmp-*")):  # a crashed build's temp folder
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+        result = build(tmp)
+        sidecar = make_sidecar(target, result, tmp)
+        with open(os.path.join(tmp, SIDECAR), "w", encoding="utf-8") as fh:
+            json.dump(sidecar, fh, indent=2)
+            fh.write("\n")
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     done = check_entry(path, target, verify_plans)
     if isinstance(done, Stale):  # cannot happen unless the folder is changed under us
         raise EngineError(f"the TensorRT engines just built in {path} do not verify: {done.detail}")

@@ -1,7 +1,12 @@
-"""The TensorRT engine: runs the plans of an engine-cache entry with TensorRT + cuda-python, no torch.
+"""The TensorRT engine: runs the built plans of an engine-cache entry with TensorRT + cuda-python, no torch.
+
+It never builds: :func:`siamdeploy.tensorrt.build.ensure_engines` finds or builds the plans,
+``TensorRTEngine(entry, manifest)`` loads them (:func:`siamdeploy.tensorrt.load_engine` does both).
 
 - Named-tensor API (TensorRT >= 8.5; the only one from 10.0): ``num_io_tensors`` / ``get_tensor_name``,
-  ``set_tensor_address``, ``execute_async_v3`` on one CUDA stream.
+  ``set_tensor_address``, ``execute_async_v3(stream_handle)`` on one CUDA stream. The stream is passed as
+  its integer handle (``int(cudaStream_t)``), as NVIDIA's Polygraphy runner does
+  (``tools/Polygraphy/polygraphy/backend/trt/runner.py``: ``execute_async_v3(self.stream.ptr)``).
 - Every device buffer is allocated once, at load (``cudaMalloc``); the search input and the head outputs have
   pinned host twins (``cudaMallocHost``) for the asynchronous copies.
 - Template kernels stay on the device between frames: the template engine writes them into a *kernel slot*
@@ -9,13 +14,14 @@
   takes a slot (several trackers can share one engine); the slot returns to a free list when the tracker
   drops its kernels.
 - Optional CUDA-graph replay of the search engine (``cuda_graph=True``): the first frame of each search size
-  and slot runs normally, then ``execute_async_v3`` is captured on the stream once and later frames are one
-  ``cudaGraphLaunch``. If capture fails the engine says so and runs without graphs.
+  and slot runs normally (TensorRT wants one plain enqueue before capture, to flush deferred updates), then
+  ``execute_async_v3`` is captured on the stream once (``cudaStreamCaptureModeThreadLocal``, as NVIDIA's
+  ``samples/common/sampleDevice.h`` does) and later frames are one ``cudaGraphLaunch``. If capture fails the
+  engine says so and runs without graphs.
 - SiamMask refine: the ``f0/f1/f2/mask_corr`` outputs are copied to (pinned) host memory, cropped in numpy at
   the chosen cell exactly like the onnxruntime engine, and fed to the refine engine.
 
-``tensorrt`` and ``cuda-python`` (``cuda.bindings.runtime``, else the older ``cuda.cudart``) are imported
-lazily; without them construction raises a one-line :class:`~siamdeploy.errors.DependencyError`.
+``close()`` frees everything (also on garbage collection); the engine is a context manager.
 """
 from __future__ import annotations
 
@@ -28,10 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.base import Engine, SearchOutput, crop_refine_inputs_np
 from ..errors import EngineError, InputError
-from . import trt_build
-from .base import Engine, SearchOutput, crop_refine_inputs_np
-from .trt_cache import CacheEntry
+from . import device as _device
+from .cache import CacheEntry
+from .inspection import realised_precision
+from .manifest_view import ManifestView, as_view
+from .network import make_logger
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,7 @@ class _Cuda:
         self.rt = cudart
 
     def __call__(self, name: str, *args: Any) -> Any:
-        return trt_build.cuda_check(getattr(self.rt, name)(*args), name, self.rt)
+        return _device.cuda_check(getattr(self.rt, name)(*args), name, self.rt)
 
     def host_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, np.ndarray]:
         """Pinned host memory as a numpy array (pointer kept for cudaFreeHost)."""
@@ -77,6 +86,13 @@ class _Tensor:
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * self.dtype.itemsize
 
+    @property
+    def pinned(self) -> np.ndarray:
+        """The pinned host twin (allocated for every tensor that crosses to or from the host)."""
+        if self.host is None:
+            raise EngineError(f"tensor '{self.name}' has no host buffer (it stays on the device)")
+        return self.host
+
 
 @dataclass
 class _Plan:
@@ -100,12 +116,12 @@ class _Plan:
 class _Kernels:
     """The handle ``template()`` returns: a kernel slot on the device. Dropping it frees the slot."""
 
-    def __init__(self, engine: "TensorRTEngine", slot: int) -> None:
+    def __init__(self, engine: TensorRTEngine, slot: int) -> None:
         self._engine = weakref.ref(engine)
         self.slot = slot
 
     @property
-    def engine(self) -> "TensorRTEngine | None":
+    def engine(self) -> TensorRTEngine | None:
         return self._engine()
 
     def __del__(self) -> None:
@@ -124,47 +140,35 @@ class _Extras:
 
 
 class TensorRTEngine(Engine):
-    """An :class:`Engine` over TensorRT plans built from an export folder.
+    """An :class:`Engine` over the built TensorRT plans of a cache entry.
 
-    ``TensorRTEngine(folder, precision="fp16")`` builds the engines into the cache (or reuses them: see
-    :mod:`.trt_cache`) and loads them. device: ``cuda`` / ``cuda:N``. cuda_graph: replay the search engine
-    as a CUDA graph. rebuild=False: refuse stale or missing engines instead of building.
-    ``precision`` afterwards says what the engine inspector reported (``fp16``, ``fp32`` or ``unverified``).
+    ``TensorRTEngine(entry, manifest)``: ``entry`` from :func:`~siamdeploy.tensorrt.build.ensure_engines` or
+    :func:`~siamdeploy.tensorrt.cache.lookup`; ``manifest`` the export's manifest (or its
+    :class:`~siamdeploy.tensorrt.manifest_view.ManifestView`). device: ``cuda`` / ``cuda:N``. cuda_graph:
+    replay the search engine as a CUDA graph. ``precision`` afterwards says what the engine inspector
+    reported (``fp16``, ``fp32``, ``int8`` or ``<requested> (unverified)``).
     """
 
     backend = "tensorrt"
 
-    def __init__(self, folder: str, precision: str = "fp16", device: str | None = None, cuda_graph: bool = False,
-                 cache_root: str | None = None, rebuild: bool = True,
-                 options: trt_build.BuildOptions | None = None, verify: bool = True) -> None:
-        trt_build.import_tensorrt()  # one-line install hints before any work
-        trt_build.import_cudart()
-        from ..manifest import read_manifest
-
-        manifest = read_manifest(folder, verify=verify).to_dict()  # the TensorRT code still reads the JSON form
-        entry = trt_build.ensure_engines(folder, precision, cache_root=cache_root, rebuild=rebuild, options=options,
-                                         device=device, manifest=manifest)
-        self._setup(entry, manifest, device, cuda_graph, precision)
-
-    @classmethod
-    def from_entry(cls, entry: CacheEntry, manifest: Mapping[str, Any], device: str | None = None,
-                   cuda_graph: bool = False) -> "TensorRTEngine":
-        """Load an engine-cache entry that is already known to be valid (see :func:`.trt_cache.lookup`)."""
-        self = cls.__new__(cls)
-        self._setup(entry, manifest, device, cuda_graph, entry.sidecar.get("precision", "fp16"))
-        return self
+    def __init__(self, entry: CacheEntry, manifest: ManifestView | Mapping[str, Any] | Any, device: str | None = None,
+                 cuda_graph: bool = False) -> None:
+        self._closed = True
+        _device.import_tensorrt()  # one-line install hints before any work
+        _device.import_cudart()
+        self._setup(entry, as_view(manifest), device, cuda_graph, str(entry.sidecar.get("precision", "fp16")))
 
     # ------------------------------------------------------------------------------------------ setup
-    def _setup(self, entry: CacheEntry, manifest: Mapping[str, Any], device: str | None, cuda_graph: bool,
+    def _setup(self, entry: CacheEntry, view: ManifestView, device: str | None, cuda_graph: bool,
                requested: str) -> None:
         self._closed = True
-        trt = trt_build.import_tensorrt()
-        cudart = trt_build.import_cudart()
+        trt = _device.import_tensorrt()
+        cudart = _device.import_cudart()
         self._trt = trt
         self._cuda = _Cuda(cudart)
         self.entry = entry
-        self.manifest = manifest
-        index = trt_build.device_index(device)
+        self.manifest = view
+        index = _device.device_index(device)
         self.device = f"cuda:{index}"
         self._cuda("cudaSetDevice", index)
         self._owned_device: list[int] = []
@@ -173,23 +177,24 @@ class TensorRTEngine(Engine):
         self._stream = self._cuda("cudaStreamCreate")
         self._stream_handle = int(self._stream)
         self._closed = False
-        self._logger = trt_build._make_logger(trt)
+        self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
-        self.exemplar_size = int(manifest["preset"]["track"]["exemplar_size"])
+        self.exemplar_size = int(view.exemplar_size or 127)
         self.cuda_graph = bool(cuda_graph)
         self.cuda_graph_active = bool(cuda_graph)
         self.summary = str(entry.sidecar.get("precision_summary", ""))
-        realised = trt_build.realised_precision(entry.sidecar)
+        realised = realised_precision(entry.sidecar)
         if requested == "fp16" and realised == "fp32":
             log.warning("the FP16 TensorRT engines in %s have no FP16 layer (TensorRT kept FP32 everywhere); "
                         "reporting them as fp32", entry.path)
         self.precision = realised if realised != "unverified" else f"{requested} (unverified)"
         self.plans: dict[str, _Plan] = {}
         for name, path in entry.engines.items():
-            info = manifest["graphs"][name]["fp32"]
-            self.plans[name] = self._load_plan(name, path, info["role"], info.get("instance_size"))
-        self.kernel_names = [t["name"] for t in manifest["graphs"]["template"]["fp32"]["outputs"]]
-        self.search_by_size = {p.instance_size: p.name for p in self.plans.values() if p.role == "search"}
+            info = view.graphs[name]["fp32"]
+            self.plans[name] = self._load_plan(name, path, info.role, info.instance_size)
+        self.kernel_names = list(view.kernel_names)
+        self.search_by_size = {p.instance_size: p.name for p in self.plans.values()
+                               if p.role == "search" and p.instance_size is not None}
         self._check_signatures()
         self._allocate()
         self._slots: list[dict[str, int]] = []
@@ -203,8 +208,8 @@ class TensorRTEngine(Engine):
         with open(path, "rb") as fh:
             engine = self._runtime.deserialize_cuda_engine(fh.read())
         if engine is None:
-            raise EngineError(f"TensorRT could not load {path}: {' | '.join(self._logger.errors[-3:]) or 'unknown error'}; "
-                              "delete the cache entry to rebuild it")
+            errors = " | ".join(self._logger.errors[-3:]) or "unknown error"
+            raise EngineError(f"TensorRT could not load {path}: {errors}; delete the cache entry to rebuild it")
         context = engine.create_execution_context()
         if context is None:
             raise EngineError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
@@ -239,8 +244,8 @@ class TensorRTEngine(Engine):
         self._owned_device.append(ptr)
         return ptr
 
-    def _host(self, tensor: _Tensor) -> np.ndarray:
-        ptr, arr = self._cuda.host_array(tensor.shape, tensor.dtype)
+    def _host(self, io: _Tensor) -> np.ndarray:
+        ptr, arr = self._cuda.host_array(io.shape, io.dtype)
         self._owned_host.append(ptr)
         return arr
 
@@ -285,8 +290,8 @@ class TensorRTEngine(Engine):
             t = plan.tensors[name]
             if tuple(value.shape) != t.shape:
                 raise InputError(f"{plan.name} engine input '{name}' must be {t.shape}, got {tuple(value.shape)}")
-            np.copyto(t.host, value, casting="same_kind")
-            self._cuda.h2d(t.device, t.host, self._stream)
+            np.copyto(t.pinned, value, casting="same_kind")
+            self._cuda.h2d(t.device, t.pinned, self._stream)
 
     def _enqueue(self, plan: _Plan) -> None:
         if not plan.context.execute_async_v3(self._stream_handle):
@@ -301,9 +306,9 @@ class TensorRTEngine(Engine):
         """Copy outputs to their pinned twins and wait; returns the pinned arrays (valid until the next call)."""
         for name in names:
             t = plan.tensors[name]
-            self._cuda.d2h(t.host, t.device, self._stream)
+            self._cuda.d2h(t.pinned, t.device, self._stream)
         self._sync()
-        return {name: plan.tensors[name].host for name in names}
+        return {name: plan.tensors[name].pinned for name in names}
 
     def _capture(self, plan: _Plan) -> Any | None:
         """Capture ``execute_async_v3`` of ``plan`` (current bindings) as a CUDA graph; None if it fails."""
@@ -324,6 +329,7 @@ class TensorRTEngine(Engine):
             log.warning("TensorRT could not be captured into a CUDA graph for the %s engine; running without graphs",
                         plan.name)
             return None
+        # cuda-python >= 12 (runtime API of CUDA 12/13): cudaGraphInstantiate(graph, flags) -> (err, graphExec)
         graph_exec = self._cuda("cudaGraphInstantiate", graph, 0)
         self._cuda("cudaGraphDestroy", graph)
         self._graph_execs.append(graph_exec)
@@ -375,7 +381,7 @@ class TensorRTEngine(Engine):
         if missing:
             self._fetch(plan, missing)
             self._fetched = (extras.seq, done | set(missing))
-        return {n: plan.tensors[n].host for n in names}
+        return {n: plan.tensors[n].pinned for n in names}
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         if "refine" not in self.plans:

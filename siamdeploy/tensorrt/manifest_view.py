@@ -1,0 +1,80 @@
+"""What the TensorRT code reads from an export manifest, behind one adapter (:func:`as_view`).
+
+The TensorRT modules never index the manifest themselves: they take a :class:`ManifestView`. When the export
+manifest becomes a typed object, only :func:`as_view` changes.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ExportError
+
+
+@dataclass(frozen=True)
+class GraphFile:
+    """One ONNX file of an export: ``file`` (name inside the folder), ``sha256``, ``role`` (``template``,
+    ``search``, ``refine``, ``mask_head``), ``instance_size`` (search crop side in pixels, search graphs only),
+    ``outputs`` (tensor names), ``fp32_nodes`` (FP16 variant: the ONNX nodes kept in FP32)."""
+
+    file: str
+    sha256: str
+    role: str = ""
+    instance_size: int | None = None
+    outputs: tuple[str, ...] = ()
+    fp32_nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ManifestView:
+    """graphs: graph name -> precision (``fp32``, ``fp16``, ``int8``) -> :class:`GraphFile`.
+    exemplar_size: template crop side in pixels (None when the manifest has no preset).
+    preset: the manifest's preset (a :class:`~siamdeploy.presets.Preset` from a typed manifest, the stored
+    record from a dict), for the tracker."""
+
+    graphs: Mapping[str, Mapping[str, GraphFile]]
+    exemplar_size: int | None = None
+    preset: Any = None
+
+    @property
+    def kernel_names(self) -> tuple[str, ...]:
+        """The template graph's outputs: the correlation kernels the search graphs take as inputs."""
+        return self.graphs["template"]["fp32"].outputs
+
+
+def as_view(manifest: Any) -> ManifestView:
+    """The adapter: a :class:`ManifestView` from a typed export manifest (``graphs`` a sequence of graph
+    files with ``name``/``precision``/``file``/...), or from the manifest's JSON form (a dict); a view is
+    returned unchanged."""
+    if isinstance(manifest, ManifestView):
+        return manifest
+    if not isinstance(manifest, Mapping):  # the typed manifest
+        typed: dict[str, dict[str, GraphFile]] = {}
+        for g in manifest.graphs:
+            typed.setdefault(g.name, {})[g.precision] = GraphFile(
+                file=g.file, sha256=g.sha256, role=g.role, instance_size=g.instance_size,
+                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes))
+        return ManifestView(typed, int(manifest.preset.track.exemplar_size), manifest.preset)
+    try:
+        graphs = {}
+        for name, variants in manifest["graphs"].items():
+            graphs[name] = {
+                precision: GraphFile(file=str(v["file"]), sha256=str(v["sha256"]), role=str(v.get("role", "")),
+                                     instance_size=v.get("instance_size"),
+                                     outputs=tuple(t["name"] for t in v.get("outputs", [])),
+                                     fp32_nodes=tuple(v.get("fp32_nodes", [])))
+                for precision, v in variants.items()}
+        preset = manifest.get("preset") or {}
+        size = preset.get("track", {}).get("exemplar_size")
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ExportError(f"the export manifest lacks what the TensorRT backend needs ({err!r}); re-export the "
+                          "model") from None
+    return ManifestView(graphs, int(size) if size is not None else None, preset)
+
+
+def read_view(folder: str, verify: bool = True) -> ManifestView:
+    """Read (and by default verify) the manifest of the export ``folder`` as a :class:`ManifestView`."""
+    from ..manifest import read_manifest
+
+    return as_view(read_manifest(folder, verify=verify))
