@@ -131,6 +131,9 @@ def torchvision_transforms_standin() -> None:
     package = stub_module("torchvision")
     transforms = stub_module("torchvision.transforms", Compose=Compose, ToTensor=ToTensor, Normalize=Normalize)
     package.transforms = transforms  # type: ignore[attr-defined]
+    # haooozi also writes `from torchvision.transforms import transforms` (the module of the classes).
+    transforms.transforms = transforms  # type: ignore[attr-defined]
+    sys.modules["torchvision.transforms.transforms"] = transforms
     # Imported by SiamTrackers' package (training code), never called by the tracker.
     package.models = stub_module("torchvision.models", alexnet=None)  # type: ignore[attr-defined]
     package.datasets = stub_module("torchvision.datasets")  # type: ignore[attr-defined]
