@@ -70,20 +70,23 @@ def run_one(name: str, checkout: str, out_dir: str, threads: int) -> str:
     from .checkpoints import round_trip_error, upstream_checkpoint
     case = get_case(name)
     runner = importlib.import_module(f".runners.{RUNNER_MODULE[case.codebase]}", __package__)
-    seq = case.sequence()
-    kwargs = {"target_size": tuple(case.target_size)} if case.target_size else {}
-    sequence = generate_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size, **kwargs)
+    if case.target_size is None:
+        sequence = generate_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size)
+    else:
+        target = (float(case.target_size[0]), float(case.target_size[1]))
+        sequence = generate_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size,
+                                     target_size=target)
     state = random_model(get_preset(case.preset), seed=case.model_seed).state_dict()
     written = upstream_checkpoint(case.preset, state)
     err = round_trip_error(state, written)
     if err > 1e-4:
         raise SystemExit(f"{name}: the upstream checkpoint does not read back to the same weights ({err:.2e})")
     with tempfile.TemporaryDirectory(prefix=f"trace-{name}-") as work:
-        ckpt = os.path.join(work, case.options.get("checkpoint", "model.pth"))  # type: ignore[arg-type]
+        ckpt = os.path.join(work, str(case.options.get("checkpoint", "model.pth")))
         torch.save(written, ckpt)
         init = [float(v) for v in sequence.boxes[0]]
         rec = runner.run(case, os.path.abspath(checkout), ckpt, list(sequence.frames), init, work)
-    assert len(rec.boxes) == seq["num_frames"] - 1  # type: ignore[operator]
+    assert len(rec.boxes) == case.num_frames - 1, (len(rec.boxes), case.num_frames)
     path = os.path.join(out_dir, f"{name}.json")
     write_trace(path, to_trace(case, init, rec))
     return path

@@ -15,11 +15,9 @@ import numpy as np
 def restore_numpy_aliases() -> None:
     """numpy 2 removed ``np.float``, ``np.int``, ``np.bool``, ...; the old code bases still use them."""
     for name, value in {"float": float, "int": int, "bool": bool, "object": object, "complex": complex,
-                        "str": str, "long": int, "unicode": str}.items():
+                        "str": str, "long": int, "unicode": str, "int0": np.intp}.items():
         if name not in np.__dict__:
             setattr(np, name, value)
-    if "int0" not in np.__dict__:
-        np.int0 = np.intp
 
 
 def cpu_only_cuda() -> None:

@@ -61,7 +61,8 @@ def run(case: Case, checkout: str, checkpoint: str, frames: list[np.ndarray], in
             rec.boxes.append([float(cx - sw / 2), float(cy - sh / 2), float(sw), float(sh)])
             scores.append(float(state["score"]))
             polygons.append([float(v) for v in np.asarray(state["ploygon"]).reshape(-1)])
-            areas = [cv2.contourArea(c) for c in facade.last_contours]
+            contours: tuple[np.ndarray, ...] = facade.last_contours
+            areas = [float(cv2.contourArea(contour)) for contour in contours]
             from_mask.append(bool(areas) and float(np.max(areas)) > MIN_CONTOUR_AREA)
     p = state["p"]
     rec.extras = {"polygon_from_mask": from_mask}
