@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..backends.registry import PRECISIONS, backend_names
 from ..cli import run_cli
 
 
@@ -25,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", required=True, help="checkpoint (.pth/.model) or export folder (onnxruntime)")
     ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
     ap.add_argument("--preset", help="preset id (default: detected from the checkpoint)")
-    ap.add_argument("--backend", default="torch", help="torch (default) | onnxruntime | tensorrt | auto")
-    ap.add_argument("--precision", choices=("fp32", "fp16"),
+    ap.add_argument("--backend", default="torch", help=f"{' | '.join(backend_names())} (default: torch)")
+    ap.add_argument("--precision", choices=PRECISIONS,
                     help="engine precision (default: the backend's, see siamdeploy.load_tracker)")
     ap.add_argument("--device", help="cpu | cuda | cuda:N")
     ap.add_argument("--out", help="output folder (default: results/<dataset>/<name>)")

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from ..backends.registry import PRECISIONS, backend_names
 from ..cli import run_cli
 from ..errors import InputError
 
@@ -24,11 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", help="checkpoint (.pth/.model) or export folder; default: a seeded random-weight model")
     ap.add_argument("--config", help="pysot config.yaml of the checkpoint")
     ap.add_argument("--preset", help="preset id (see siamdeploy.PRESETS); default: detected from the checkpoint")
-    ap.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime", "tensorrt"),
-                    help="inference backend (default: torch); onnxruntime/tensorrt take an export folder or a "
+    ap.add_argument("--backend", default="torch", choices=backend_names(),
+                    help="inference backend (default: torch); the others take an export folder or a "
                          "checkpoint (exported once into a cache); auto picks the fastest available")
-    ap.add_argument("--precision", default=None, choices=("fp32", "fp16"),
-                    help="engine precision (default: fp16 for tensorrt, fp32 otherwise)")
+    ap.add_argument("--precision", default=None, choices=PRECISIONS,
+                    help="engine precision (default: the backend's: fp16 for tensorrt, fp32 otherwise)")
     ap.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
     ap.add_argument("--init", action="append", metavar="X,Y,W,H",
                     help="initial box on the first frame (0-based pixels); repeat for several targets")
