@@ -71,13 +71,14 @@ def _case(path: str) -> pytest.param:
     return pytest.param(path, id=name, marks=[] if name in DEFAULT_CASES else [pytest.mark.slow])
 
 
-def _track(tracker, trace: dict) -> tuple[np.ndarray, list]:
+def _track(tracker, trace: dict, frames: int | None = None) -> tuple[np.ndarray, list]:
+    """Boxes and polygons of the trace's sequence (its first ``frames`` tracked frames; None: all)."""
     args = trace["sequence"]
     seq = generate_sequence(seed=args["seed"], num_frames=args["num_frames"], size=tuple(args["size"]),
                             **({"target_size": tuple(args["target_size"])} if "target_size" in args else {}))
     assert np.allclose(seq.boxes[0], trace["init"]), "generated sequence changed: regenerate the traces"
     tracker.init(seq.frames[0], trace["init"])
-    results = [tracker.track(frame) for frame in seq.frames[1:len(trace["boxes"]) + 1]]
+    results = [tracker.track(frame) for frame in seq.frames[1:1 + min(len(trace["boxes"]), frames or 10**9)]]
     return np.array([r.bbox for r in results], np.float64), [r.polygon for r in results]
 
 
@@ -97,8 +98,9 @@ def test_fp32_matches_upstream_onnxruntime_and_torch(trace_path: str, trace_expo
         assert iou >= 0.95, f"frame {i + 1}: polygon IoU {iou:.3f} with upstream"
     others = {"onnxruntime": siamdeploy.load_tracker(folder, backend="onnxruntime"),
               "torch": siamdeploy.load_tracker(ckpt, preset=trace["preset"], backend="torch", device="cpu")}
-    for name, other in others.items():
-        delta = float(np.abs(_track(other, trace)[0] - boxes).max())
+    for name, other in others.items():  # eager torch on a CPU is slow: its first 12 frames
+        theirs = _track(other, trace, 12 if name == "torch" else None)[0]
+        delta = float(np.abs(theirs - boxes[:len(theirs)]).max())
         assert delta <= replay.TOLERANCE_PX, f"openvino fp32 is {delta:.4f} px from {name}"
     print(f"{trace['case']} (openvino fp32): {len(expected)} frames, worst |delta| to upstream {err.max():.2e} px")
 
