@@ -174,3 +174,63 @@ class TensorRTBackend(Backend):
         engine = load_engine(folder, precision=request.precision or cls.default_precision, device=request.device,
                              cache_root=root, manifest=manifest)
         return engine, manifest.preset
+
+
+@register
+class OpenVINOBackend(Backend):
+    """OpenVINO on the export's ONNX graphs (``pip install 'siamdeploy[openvino]'``): CPU, and OpenVINO's Intel
+    ``GPU`` / ``NPU`` plugins as ``gpu[:N]`` / ``npu[:N]``. fp32 is exact (f32 inference precision set
+    explicitly); bf16 runs the same graphs in bf16 where the device has it, and only when asked for by name.
+
+    In ``auto`` after onnxruntime: on a CPU its fp32 gives the same boxes at about the same speed, so the more
+    common install stays first, and OpenVINO is chosen where onnxruntime is missing (before eager torch).
+    Threads: ``$SIAMDEPLOY_OPENVINO_THREADS`` (default: all physical cores). Compiled models are cached in
+    ``<cache>/openvino``.
+    """
+
+    name = "openvino"
+    description = "OpenVINO (CPU; Intel GPU/NPU where present)"
+    devices = ("cpu", "gpu", "npu")
+    default_device = "cpu"
+    precisions = ("fp32", "bf16")
+    explicit_precisions = ("bf16",)
+    auto_priority = 30
+
+    @classmethod
+    def probe(cls, device: str | None = None) -> tuple[bool, str]:
+        if not _installed("openvino"):
+            return False, "openvino is not installed (pip install 'siamdeploy[openvino]')"
+        from ..engine import openvino_engine as ove
+
+        ov_device = ove.openvino_device(device or cls.default_device)
+        if not ove.is_available(ov_device):
+            return False, f"OpenVINO sees no {ov_device} device here (has: {', '.join(ove.available_devices())})"
+        return True, ""
+
+    @classmethod
+    def supports(cls, device: str, precision: str) -> tuple[bool, str]:
+        if not _installed("openvino"):
+            return True, ""  # require() names the missing package
+        from ..engine.openvino_engine import check_precision
+
+        return check_precision(device, precision)
+
+    @classmethod
+    def require(cls, device: str | None = None) -> None:
+        from ..engine.openvino_engine import import_openvino
+
+        import_openvino()  # the install hint as a DependencyError
+        super().require(device)
+
+    @classmethod
+    def load(cls, request: LoadRequest) -> tuple[Engine, Preset]:
+        from ..export.cache import ensure_export
+        from ..engine.openvino_engine import OpenVINOEngine, default_compile_cache, threads_from_env
+
+        # bf16 compiles the fp32 graphs with a bf16 inference precision: fp32 graphs are what it needs
+        folder, manifest = ensure_export(request.model_path, "fp32", request.config, request.preset,
+                                         request.allow_unsafe_pickle)
+        engine = OpenVINOEngine(folder, manifest, precision=request.precision or cls.default_precision,
+                                device=request.device or cls.default_device, num_threads=threads_from_env(),
+                                cache_dir=default_compile_cache())
+        return engine, manifest.preset

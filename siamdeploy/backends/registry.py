@@ -51,6 +51,7 @@ class Backend(ABC):
     ``devices``: device kinds it runs on (``cpu``, ``cuda``, ...; a device string is ``kind[:index]``).
     ``precisions``: what it can run; ``default_precision``: what runs when none is asked for.
     ``auto_priority``: order in ``backend="auto"`` (lower first); None: never chosen by ``auto``.
+    ``explicit_precisions``: precisions that run only when this backend is named (``auto`` never picks them).
     ``takes_checkpoint`` / ``takes_export``: which model paths it loads.
     """
 
@@ -61,6 +62,7 @@ class Backend(ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     default_precision: ClassVar[str] = "fp32"
     auto_priority: ClassVar[int | None] = None
+    explicit_precisions: ClassVar[tuple[str, ...]] = ()
     takes_checkpoint: ClassVar[bool] = True
     takes_export: ClassVar[bool] = True
 
@@ -216,6 +218,8 @@ def _load_auto(request: LoadRequest) -> tuple[Engine, Preset]:
                                       "loads export folders only")
                 if device.partition(":")[0] not in cls.devices:
                     raise ConfigError(f"device='{device}' was asked for")
+                if (request.precision or cls.default_precision) in cls.explicit_precisions:
+                    raise ConfigError(f"{request.precision} is opt-in here: ask for backend='{cls.name}' by name")
                 cls.check_request(attempt)
                 ok, why = cls.probe(device)
                 if not ok:
