@@ -120,6 +120,14 @@ def replace_dir(src: str, dst: str, replaceable: Callable[[str], bool] | None = 
         return os.path.isdir(path) and not os.path.islink(path) and (replaceable is None or replaceable(path))
 
     for _ in range(100):
+        if keep_existing and os.path.lexists(dst):  # keep what stands: nothing is moved aside
+            if allowed(dst):
+                shutil.rmtree(src, ignore_errors=True)
+                return
+            if os.path.lexists(dst):  # (not merely swapped by another writer while we looked)
+                raise ExportError(f"'{dst}' exists and is not a folder this may replace; pass a path that does not "
+                                  "exist yet")
+            continue
         if not os.path.lexists(dst):
             try:
                 os.rename(src, dst)
@@ -139,17 +147,12 @@ def replace_dir(src: str, dst: str, replaceable: Callable[[str], bool] | None = 
             if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 continue
             raise
-        if not allowed(backup) or keep_existing:
+        if not allowed(backup):
             try:
                 os.rename(backup, dst)
                 kept = dst
             except OSError:
                 kept = backup
-            if keep_existing and allowed(kept):  # another writer's folder stands; ours is dropped
-                shutil.rmtree(src, ignore_errors=True)
-                if kept == backup and os.path.lexists(dst):  # and yet another one took its place meanwhile
-                    shutil.rmtree(backup, ignore_errors=True)
-                return
             raise ExportError(f"'{dst}' exists and is not a folder this may replace (left as it was in '{kept}'); "
                               "pass a path that does not exist yet")
         try:
