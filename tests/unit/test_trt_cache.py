@@ -869,8 +869,12 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
         engine = SimpleNamespace(describe=lambda: "torch (fp32, cpu)", backend="torch")
         return engine, get_preset("siamfc")
 
-    monkeypatch.setattr(backends.OnnxRuntimeBackend, "probe",
-                        classmethod(lambda cls, device=None: (False, "onnxruntime is not installed (pip install x)")))
+    from siamdeploy.backends.registry import auto_order
+
+    for other in auto_order():  # every backend but torch (and TensorRT, which is absent here) is unavailable
+        if other.name not in ("torch", "tensorrt"):
+            monkeypatch.setattr(other, "probe", classmethod(
+                lambda cls, device=None: (False, f"{cls.name} is not installed (pip install x)")))
     monkeypatch.setattr(backends.TorchBackend, "load", classmethod(lambda cls, request: fake_torch(request)))
     with caplog.at_level(logging.INFO, logger="siamdeploy.backends.registry"):
         tracker = siamdeploy.load_tracker("model.pth", backend="auto", device="cpu")
