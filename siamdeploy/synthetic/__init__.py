@@ -1,0 +1,1 @@
+"""Generated tracking sequences with exact ground truth."""
