@@ -52,7 +52,12 @@ from siamdeploy.models import SiameseNet  # noqa: E402
 from siamdeploy.models.heads import DepthwiseXCorr  # noqa: E402
 from siamdeploy.presets import Preset, get_preset  # noqa: E402
 from siamdeploy.runtime.anchors import anchor_grid  # noqa: E402
-from siamdeploy.synthetic.photos import make_scene, photo_sequence, training_photos, heldout_photos  # noqa: E402
+from siamdeploy.synthetic.photos import (  # noqa: E402
+    heldout_photos,
+    make_scene,
+    photo_sequence,
+    training_photos,
+)
 
 MODELS = ("siamrpn_alex_dwxcorr", "siamfc")
 EXEMPLAR, STRIDE = 127, 8

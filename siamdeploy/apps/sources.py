@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .synthetic import generate_sequence
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -36,10 +35,14 @@ def _natural_key(name: str) -> list[object]:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
-def open_source(spec: str, demo_frames: int = 60, demo_seed: int = 0) -> Source:
-    """``demo`` | ``camera`` | ``camera:N`` | a video file | a folder of jpg/png/bmp images."""
+def open_source(spec: str, demo_frames: int = 60, demo_seed: int | None = None) -> Source:
+    """``demo`` | ``camera`` | ``camera:N`` | a video file | a folder of jpg/png/bmp images.
+
+    The demo is the reference models' held-out photo sequence (seed ``demo_seed``, default the demo's)."""
     if spec == "demo":
-        seq = generate_sequence(seed=demo_seed, num_frames=demo_frames)
+        from ..reference import DEMO_SEED, demo_sequence
+
+        seq = demo_sequence(demo_frames, DEMO_SEED if demo_seed is None else demo_seed)
         return Source(seq.name, iter(seq.frames), len(seq.frames), 30.0, seq.boxes)
     if spec == "camera" or spec.startswith("camera:"):
         index_text = spec.partition(":")[2] or "0"

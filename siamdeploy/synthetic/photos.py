@@ -178,8 +178,8 @@ def _draw(canvas: np.ndarray, mover: _Mover, t: float, alpha_scale: float = 1.0)
         return
     side = mover.patch.shape[0]
     bx, by, bw, bh = mover.bbox(t, fw, fh)
-    x0, y0 = max(int(math.floor(bx)) - 2, 0), max(int(math.floor(by)) - 2, 0)
-    x1, y1 = min(int(math.ceil(bx + bw)) + 2, fw), min(int(math.ceil(by + bh)) + 2, fh)
+    x0, y0 = max(math.floor(bx) - 2, 0), max(math.floor(by) - 2, 0)
+    x1, y1 = min(math.ceil(bx + bw) + 2, fw), min(math.ceil(by + bh) + 2, fh)
     if x1 <= x0 or y1 <= y0:
         return
     # Pixel i covers [i, i+1); a patch pixel u maps to frame position centre + R S (u + 0.5 - side/2),
@@ -248,7 +248,7 @@ class PhotoScene:
         x0, y0, _, _ = self.target.bbox(t, fw, fh)
         x1, y1, _, _ = self.target.bbox(t + 1, fw, fh)
         speed = math.hypot(x1 - x0, y1 - y0)
-        length = int(round(self.blur * speed))
+        length = round(self.blur * speed)
         if length >= 2:
             kernel = np.zeros((length, length), np.float32)
             kernel[length // 2, :] = 1.0 / length
