@@ -1,6 +1,7 @@
 """Accuracy of every available backend on a benchmark folder, and its agreement with the PyTorch FP32 tracker.
 
-    python benchmarks/accuracy.py                                   # generated OTB folder, random weights
+    python benchmarks/accuracy.py                                   # reference SiamRPN, held-out photo scenes
+    python benchmarks/accuracy.py --preset siamfc                   # reference SiamFC
     python benchmarks/accuracy.py --model model.pth --config config.yaml --dataset otb --root data/OTB100
 
 Backends: torch CPU FP32 (the reference), torch CPU FP16 (the whole network ``half()``; where it runs and
@@ -16,10 +17,11 @@ fits the time budget), and every other (backend, device, precision) of the backe
   measures one step of numeric difference: IoU, centre distance (px) and score difference against the
   reference's output.
 
-Default model: a seeded random-weight model (``random_model(get_preset(preset), seed)``, calibrated
-BatchNorm) saved to a temporary ``.pth``. Its boxes do not follow the target as a trained model's would, so
-the benchmark *metrics* say nothing about tracker quality; the *agreement* columns are what it measures.
-Default data: a generated OTB-layout folder (3 sequences x 40 frames, 320x240, exact ground truth).
+Default model: the shipped reference model of ``--preset`` (``siamdeploy.reference_model``; SiamRPN AlexNet
+unless ``--preset siamfc``), trained on generated scenes: its score maps are peaked, so the metrics and the
+agreement columns both mean something (``--random-weights`` runs a seeded random-weight model instead).
+Default data: held-out generated photo scenes written as an OTB-layout folder (3 sequences x 40 frames,
+480x360, exact ground truth; ``--data textures`` for the procedural-texture generator at ``--size``).
 Prints a table and writes JSON (machine, versions, what ran and what was skipped, with reasons).
 """
 from __future__ import annotations
@@ -162,9 +164,13 @@ def agreement(boxes: list[np.ndarray], ref: list[np.ndarray], scores: list[np.nd
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", help="preset id; default: siamrpn_alex_dwxcorr for the random model, detected "
+    ap.add_argument("--preset", help="preset id; default: siamrpn_alex_dwxcorr without --model, detected "
                                      "from --model otherwise")
-    ap.add_argument("--model", help="checkpoint; default: a seeded random-weight model of --preset")
+    ap.add_argument("--model", help="checkpoint; default: the reference model of --preset")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="without --model: a seeded random-weight model of --preset instead of the reference")
+    ap.add_argument("--data", default="photos", choices=("photos", "textures"),
+                    help="generated data without --root: held-out photo scenes (default) or procedural textures")
     ap.add_argument("--config", help="pysot config.yaml of --model")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the generated data")
     ap.add_argument("--dataset", default="otb", choices=("otb", "lasot", "got10k"), help="layout of --root")
@@ -203,6 +209,14 @@ def _run(args: argparse.Namespace, workdir: str, versions: dict[str, str]) -> in
     preset = args.preset
     if args.model:
         ckpt, model_note = args.model, f"checkpoint {os.path.abspath(args.model)}"
+    elif not args.random_weights:
+        from siamdeploy.reference import reference_model
+
+        ref = reference_model(preset or "siamrpn_alex_dwxcorr")
+        ckpt, preset, args.config = ref.checkpoint, (None if ref.config else ref.preset), ref.config
+        args.preset = ref.preset
+        model_note = (f"reference model {ref.preset} ({ref.checkpoint}; trained on generated scenes by "
+                      "scripts/train_reference.py)")
     else:
         from siamdeploy.models.random_init import random_model
 
@@ -216,6 +230,11 @@ def _run(args: argparse.Namespace, workdir: str, versions: dict[str, str]) -> in
     if args.root:
         dataset = load_dataset(args.dataset, args.root)
         data_note = f"{args.dataset} folder {os.path.abspath(args.root)}"
+    elif args.data == "photos":
+        root = _photo_benchmark(os.path.join(workdir, "data"), args.sequences, args.frames, args.seed)
+        dataset = load_dataset("otb", root)
+        data_note = (f"held-out generated photo scenes, OTB layout: {args.sequences} sequences x {args.frames} "
+                     f"frames, 480x360, seeds {3000 + args.seed}.. (siamdeploy.synthetic.photos)")
     else:
         w, h = (int(v) for v in args.size.lower().split("x"))
         root, _ = generate_benchmark(os.path.join(workdir, "data"), "otb", args.sequences, args.frames, (w, h),
@@ -291,6 +310,23 @@ def _run(args: argparse.Namespace, workdir: str, versions: dict[str, str]) -> in
         json.dump(out, fh, indent=2)
     print(f"\nwrote {args.json}")
     return 0
+
+
+def _photo_benchmark(out: str, sequences: int, frames: int, seed: int) -> str:
+    """Held-out photo sequences (seeds ``3000 + seed ..``) written as an OTB folder; returns its root."""
+    from siamdeploy.eval.generate import GeneratedSequence, write_layout
+    from siamdeploy.synthetic.photos import heldout_photos, photo_sequence
+
+    photos = heldout_photos()
+    seqs = []
+    for k in range(sequences):
+        s = photo_sequence(3000 + seed + k, frames, photos=photos)
+        x, y, w, h = s.boxes.T
+        poly = np.stack([x, y, x + w - 1, y, x + w - 1, y + h - 1, x, y + h - 1], axis=1)
+        n = len(s.frames)
+        seqs.append(GeneratedSequence(s.name, s.frames, s.boxes, poly, np.ones(n), np.zeros(n, bool),
+                                      np.zeros(n, bool), (), "photos"))
+    return write_layout(seqs, out, "otb")
 
 
 def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple[str, str]]) -> None:

@@ -30,11 +30,15 @@ class Source:
             fn()
 
 
-def open_source(spec: str, demo_frames: int = 60, demo_seed: int = 0) -> Source:
-    """``demo`` | ``camera`` | ``camera:N`` | a video file | a folder of jpg/png/bmp images."""
+def open_source(spec: str, demo_frames: int = 60, demo_seed: int | None = None) -> Source:
+    """``demo`` | ``camera`` | ``camera:N`` | a video file | a folder of jpg/png/bmp images.
+
+    The demo is the reference models' held-out photo sequence (seed ``demo_seed``, default the demo's)."""
     if spec == "demo":
-        seq = lazy_sequence(seed=demo_seed, num_frames=demo_frames)  # frames drawn one at a time
-        return Source(seq.name, iter(seq), len(seq), 30.0, seq.boxes)
+        from ..reference import DEMO_SEED, demo_sequence
+
+        seq = demo_sequence(demo_frames, DEMO_SEED if demo_seed is None else demo_seed)
+        return Source(seq.name, iter(seq.frames), len(seq.frames), 30.0, seq.boxes)
     if spec == "camera" or spec.startswith("camera:"):
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():

@@ -1,8 +1,8 @@
 """``python -m siamdeploy.run SOURCE``: track a target through the demo, a video or an image folder.
 
 SOURCE is ``demo`` (a generated sequence with ground truth), ``camera`` / ``camera:N``, a video file, or a
-folder of images. Without ``--model`` a seeded random-weight model is used (no trained weights ship with
-siamdeploy). With a display, a window shows the tracking (q quit, r re-select, space pause) and, without
+folder of images. Without ``--model`` the reference SiamRPN (AlexNet) that ships with siamdeploy is used
+(``--preset siamfc`` picks the reference SiamFC); it was trained on generated scenes, a demonstration model. With a display, a window shows the tracking (q quit, r re-select, space pause) and, without
 --init, lets you drag a box around the target on the first frame.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", nargs="?", default="demo",
                     help="demo | camera | camera:N | VIDEO | IMAGE_FOLDER (default: demo)")
-    add_model_group(ap, model_help="checkpoint (.pth/.model) or export folder; default: a seeded random-weight model")
+    add_model_group(ap, model_help="checkpoint (.pth/.model) or export folder; default: the shipped reference model")
     add_engine_group(ap)
     ap.add_argument("--init", action="append", metavar="X,Y,W,H",
                     help="initial box on the first frame (0-based pixels); repeat for several targets; a "
@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if display is not None:
             display.close()
+    print(f"model: {_model_description(args)}")
     print("\n".join(summary.lines()))
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)
@@ -129,30 +130,23 @@ def _run(args: argparse.Namespace) -> int:
 
 def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime Tracker
     from .. import load_tracker
-    from ..presets import get_preset
-    from ..runtime import make_tracker
 
     if args.model:
         return load_tracker(args.model, config=args.config, preset=args.preset, backend=args.backend,
                             device=args.device, allow_unsafe_pickle=args.trust_checkpoint, precision=args.precision)
-    if args.backend not in ("torch", "auto"):
-        raise InputError("the random-weight demo model runs on the torch backend; for other backends pass "
-                         "--model CHECKPOINT_OR_EXPORT_FOLDER")
-    import torch
+    from ..reference import demo_model, reference_model
 
-    from ..engine.torch_engine import TorchEngine
-    from ..models.random_init import random_model
+    ref = reference_model(args.preset) if args.preset else demo_model()
+    logging.getLogger("siamdeploy.run").info("no --model given: using the reference model %s", ref.checkpoint)
+    return load_tracker(ref.checkpoint, backend=args.backend, device=args.device, precision=args.precision,
+                        **ref.load_args())
 
-    preset = get_preset(args.preset or "siamrpn_alex_dwxcorr")
-    on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    if args.precision == "fp16" and not on_cuda:  # checked before the model is built
-        raise InputError("--precision fp16 on the torch backend (the random-weight demo model) needs a CUDA "
-                         "device; drop --precision or pass --device cuda on a GPU machine")
-    logging.getLogger("siamdeploy.run").warning(
-        "no --model given: using a seeded random-weight %s model with calibrated BatchNorm (no trained weights "
-        "ship with siamdeploy), so it will not follow the target like a trained tracker", preset.name)
-    engine = TorchEngine(random_model(preset, seed=0), args.device, precision=args.precision or "fp32")
-    return make_tracker(engine, preset.track, preset.name)
+
+def _model_description(args: argparse.Namespace) -> str:
+    if args.model:
+        return args.model
+    return (f"reference {args.preset or 'siamrpn_alex_dwxcorr'} (shipped with siamdeploy, trained on generated "
+            "scenes by scripts/train_reference.py: a demonstration model, not a benchmark-grade tracker)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 - :mod:`.texture`: procedural noise textures and the one pasting routine;
 - :mod:`.sequence`: the demo sequence (:func:`generate_sequence`, all frames in memory, and
   :func:`lazy_sequence`, the same frames drawn on demand); the committed upstream traces depend on it;
+- :mod:`.photos`: scenes on photographs for the reference models' training and held-out demo;
 - :mod:`.scenes`: benchmark sequences with attributes (occlusion, fast motion, rotation, ...), written in the
   benchmark layouts by :mod:`siamdeploy.eval.generate`.
 """

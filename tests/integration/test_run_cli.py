@@ -27,7 +27,8 @@ def _frame_count(path: str) -> int:
 def test_demo_runs_end_to_end(tmp_path) -> None:
     proc = _run("demo", "--frames", "6", "--out", str(tmp_path), "-q")
     assert proc.returncode == 0, proc.stderr
-    assert "random-weight" in proc.stderr  # says it is not a trained model
+    assert "model: reference siamrpn_alex_dwxcorr" in proc.stdout  # says which model ran, and what it is
+    assert "not a benchmark-grade tracker" in proc.stdout
     assert "success score" in proc.stdout
     lines = (tmp_path / "results.txt").read_text().splitlines()
     assert len(lines) == 6 and all(len(line.split(",")) == 4 for line in lines)
