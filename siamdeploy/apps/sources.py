@@ -10,7 +10,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..images import list_images, read_image
-from ..synthetic.sequence import lazy_sequence
 
 
 @dataclass
@@ -35,10 +34,10 @@ def open_source(spec: str, demo_frames: int = 60, demo_seed: int | None = None) 
 
     The demo is the reference models' held-out photo sequence (seed ``demo_seed``, default the demo's)."""
     if spec == "demo":
-        from ..reference import DEMO_SEED, demo_sequence
+        from ..reference import DEMO_SEED, lazy_demo_sequence
 
-        seq = demo_sequence(demo_frames, DEMO_SEED if demo_seed is None else demo_seed)
-        return Source(seq.name, iter(seq.frames), len(seq.frames), 30.0, seq.boxes)
+        name, frames, boxes = lazy_demo_sequence(demo_frames, DEMO_SEED if demo_seed is None else demo_seed)
+        return Source(name, frames, len(boxes), 30.0, boxes)  # frames drawn one at a time
     if spec == "camera" or spec.startswith("camera:"):
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():

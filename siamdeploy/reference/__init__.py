@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import numpy as np
+
     from ..synthetic.photos import PhotoSequence
 
 REFERENCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -73,3 +77,11 @@ def demo_sequence(num_frames: int = DEMO_FRAMES, seed: int = DEMO_SEED) -> Photo
     from ..synthetic.photos import photo_sequence
 
     return photo_sequence(seed=seed, num_frames=num_frames)
+
+
+def lazy_demo_sequence(num_frames: int = DEMO_FRAMES, seed: int = DEMO_SEED
+                       ) -> tuple[str, Iterator[np.ndarray], np.ndarray]:
+    """:func:`demo_sequence` drawn one frame at a time: ``(name, frames, boxes (T, 4))``."""
+    from ..synthetic.photos import lazy_photo_sequence
+
+    return lazy_photo_sequence(seed=seed, num_frames=num_frames)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -333,10 +334,15 @@ def make_scene(seed: int, photos: dict[str, np.ndarray], size: tuple[int, int] =
 def photo_sequence(seed: int = 0, num_frames: int = 100, size: tuple[int, int] = (480, 360),
                    difficulty: float = 1.0, photos: dict[str, np.ndarray] | None = None) -> PhotoSequence:
     """A seeded sequence of ``num_frames`` frames on the held-out photographs (default) or ``photos``."""
+    name, frames, boxes = lazy_photo_sequence(seed, num_frames, size, difficulty, photos)
+    return PhotoSequence(name, list(frames), boxes)
+
+
+def lazy_photo_sequence(seed: int = 0, num_frames: int = 100, size: tuple[int, int] = (480, 360),
+                        difficulty: float = 1.0, photos: dict[str, np.ndarray] | None = None
+                        ) -> tuple[str, Iterator[np.ndarray], np.ndarray]:
+    """The frames of :func:`photo_sequence` drawn one at a time (memory bounded by one frame, whatever
+    ``num_frames``): ``(name, frame iterator, boxes (T, 4))``; the boxes need no rendering."""
     scene = make_scene(seed, heldout_photos() if photos is None else photos, size, difficulty)
-    frames, boxes = [], []
-    for t in range(num_frames):
-        frame, box = scene.render(float(t))
-        frames.append(frame)
-        boxes.append(box)
-    return PhotoSequence(f"photo_{seed}", frames, np.asarray(boxes, np.float64))
+    boxes = np.asarray([scene.box(float(t)) for t in range(num_frames)], np.float64)
+    return f"photo_{seed}", (scene.render(float(t))[0] for t in range(num_frames)), boxes
