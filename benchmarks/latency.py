@@ -48,8 +48,9 @@ def format_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     group_w = 3 * num
     top = f"{'':<{label_w}}{'template':>{num + 2}}" + "".join(f"{'':<{gap}}{title:^{group_w}}" for _, title in
                                                                TABLE_GROUPS) + f"{'':>{num}}"
-    sub = f"{'backend':<{label_w}}{'p50':>{num + 2}}" + "".join(
-        f"{'':<{gap}}" + "".join(f"{q:>{num}}" for q in ("p50", "p90", "p99")) for _ in TABLE_GROUPS) + f"{'FPS':>{num}}"
+    quantiles = "".join(f"{q:>{num}}" for q in ("p50", "p90", "p99"))
+    sub = (f"{'backend':<{label_w}}{'p50':>{num + 2}}" + "".join(f"{'':<{gap}}" + quantiles for _ in TABLE_GROUPS)
+           + f"{'FPS':>{num}}")
     lines = [top, sub, "-" * len(sub)]
     for label, r in rows.items():
         cells = "".join(f"{'':<{gap}}" + "".join(f"{r[key][q]:{num}.2f}" for q in ("p50", "p90", "p99"))

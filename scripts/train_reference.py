@@ -515,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                    "wall_minutes": round((time.monotonic() - start) / 60, 2), "batch": args.batch,
                    "seed": args.seed, "precision": precision, "freeze_stem": args.freeze_stem, "device": str(device),
                    "machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-                   "loss_first": first, "loss_last": last, "loss_window": k, "search_size": SEARCH, "eval_seconds": round(time.monotonic() - t_eval, 1),
+                   "loss_first": first, "loss_last": last, "loss_window": k, "search_size": SEARCH,
+                   "eval_seconds": round(time.monotonic() - t_eval, 1),
                    "command": " ".join(["python", "scripts/train_reference.py", *(argv or sys.argv[1:])])})
     with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2)

@@ -231,7 +231,8 @@ def teacher_force(tracker: Tracker, frames: Iterable[np.ndarray], init_box: Sequ
       which keeps the tracker's own other fields), plus ``fields[k]`` when given (e.g. ``{"lost": ...}``).
       Frame 1 starts from the init state.
 
-    Frames without a reference (past the end of a states or boxes sequence) are not tracked. Returns one :class:`ForcedStep` per tracked frame.
+    Frames without a reference (past the end of a states or boxes sequence) are not tracked. Returns one
+    :class:`ForcedStep` per tracked frame.
     """
     it = iter(frames)
     try:

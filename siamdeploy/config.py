@@ -208,7 +208,7 @@ class TrackParams:
         size = self.instance_size if instance_size is None else instance_size
         return (size - self.exemplar_size) // self.stride + 1 + self.base_size
 
-    def with_(self, **changes: Any) -> "TrackParams":
+    def with_(self, **changes: Any) -> TrackParams:
         """A copy with some fields changed."""
         return replace(self, **changes)
 

@@ -1,1 +1,2 @@
-"""Applications around the runtime: frame sources, drawing, the run loop (generated sequences: :mod:`siamdeploy.synthetic`)."""
+"""Applications around the runtime: frame sources, drawing, the run loop (generated sequences:
+:mod:`siamdeploy.synthetic`)."""

@@ -82,8 +82,9 @@ class TkDisplay:
             return "q"
         return self.keys.pop(0) if self.keys else None
 
-    def select_box(self, frame: np.ndarray, prompt: str = "drag a box around the target, Enter to confirm, "
-                                                               "Esc to cancel") -> tuple[float, float, float, float] | None:
+    def select_box(self, frame: np.ndarray,
+                   prompt: str = "drag a box around the target, Enter to confirm, Esc to cancel"
+                   ) -> tuple[float, float, float, float] | None:
         """Let the user drag a box on ``frame``; returns ``(x, y, w, h)`` or None when cancelled/closed."""
         from .draw import draw_text
 

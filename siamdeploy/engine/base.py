@@ -38,7 +38,7 @@ class Engine(ABC):
     # search outputs the tracker decodes; the others go to refine/mask_at (see siamdeploy.families)
     head_outputs: tuple[str, ...] = ("cls", "loc")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: engines without resources keep it empty
         """Release sessions, buffers and device memory; the engine is unusable afterwards."""
 
     def __enter__(self) -> Engine:

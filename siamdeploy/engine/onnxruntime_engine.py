@@ -7,7 +7,6 @@ travel back to the host.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np

@@ -270,7 +270,7 @@ def clip_polygon(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
         a, b = clip[i], clip[(i + 1) % len(clip)]
         ex, ey = b[0] - a[0], b[1] - a[1]
 
-        def side(p: tuple) -> float:
+        def side(p: tuple, ex: float = ex, ey: float = ey, a: tuple = a) -> float:
             return ex * (p[1] - a[1]) - ey * (p[0] - a[0])   # > 0: left of a->b = inside (ccw clip)
 
         inp, out = out, []

@@ -60,7 +60,7 @@ write_lasot_results = write_otb_results
 
 def write_times(path: str, times: Sequence[float]) -> str:
     """Seconds per frame, one per line (NaN for frames that were not tracked)."""
-    return _write_lines(path, ["NaN" if not np.isfinite(t) else "%.8f" % t for t in times])
+    return _write_lines(path, ["NaN" if not np.isfinite(t) else f"{t:.8f}" for t in times])
 
 
 def write_got10k_results(out_dir: str, name: str, boxes: np.ndarray, times: Sequence[float] | None = None,

@@ -85,7 +85,8 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
             raise ExportError(f"{spec.filename}: '{value.name}' has a dynamic shape {dims}; shapes must be static")
     if spec.role == "search":
         kernel_inputs = {t.name for t in spec.inputs[1:]}
-        convs = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in kernel_inputs]
+        convs = [n for n in model.graph.node
+                 if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in kernel_inputs]
         if len(convs) < len(kernel_inputs) - (1 if "mask_kernel" in kernel_inputs else 0):
             raise ExportError(f"{spec.filename}: the correlation is not a Conv fed by the kernel inputs")
 

@@ -126,8 +126,9 @@ def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Mod
         channels = corr.shape[1]
         if p.mask_source == MASK_HEAD:
             cell = torch.zeros(1, channels, 1, 1)
-            plans.append((GraphSpec("mask_head", "mask_head", (TensorSpec("corr_cell", (1, channels, 1, 1)),),
-                                    (TensorSpec("mask_logits", (1, 63 * 63, 1, 1)),)), _MaskHeadBranch(net).eval(), (cell,)))
+            spec = GraphSpec("mask_head", "mask_head", (TensorSpec("corr_cell", (1, channels, 1, 1)),),
+                             (TensorSpec("mask_logits", (1, 63 * 63, 1, 1)),))
+            plans.append((spec, _MaskHeadBranch(net).eval(), (cell,)))
         else:
             f0, f1, f2 = (next(o for o in last_outputs if o.name == n) for n in ("f0", "f1", "f2"))
             args = (torch.zeros(1, f0.shape[1], 61, 61), torch.zeros(1, f1.shape[1], 31, 31),

@@ -2,8 +2,9 @@
 
 SOURCE is ``demo`` (a generated sequence with ground truth), ``camera`` / ``camera:N``, a video file, or a
 folder of images. Without ``--model`` the reference SiamRPN (AlexNet) that ships with siamdeploy is used
-(``--preset siamfc`` picks the reference SiamFC); it was trained on generated scenes, a demonstration model. With a display, a window shows the tracking (q quit, r re-select, space pause) and, without
---init, lets you drag a box around the target on the first frame.
+(``--preset siamfc`` picks the reference SiamFC); it was trained on generated scenes, a demonstration model.
+With a display, a window shows the tracking (q quit, r re-select, space pause) and, without --init, lets you
+drag a box around the target on the first frame.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _outputs(args: argparse.Namespace, source_name: str) -> tuple[str, str | Non
     if os.path.isdir(args.source):  # an image folder: never one of its images
         from ..images import IMAGE_EXTENSIONS
 
-        for flag, path in (("--results", results), ("--save", video)):
+        for path in (results, video):
             if path and os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS) and os.path.samefile(
                     os.path.dirname(os.path.abspath(path)), args.source):
                 protected[f"an input image of '{args.source}'"] = path

@@ -46,7 +46,7 @@ def size_penalty(boxes: np.ndarray, size: tuple[float, float], scale_z: float, p
     """
     w, h = size
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s_c = _change(_padded_size(boxes[2], boxes[3]) / _padded_size(w * scale_z, h * scale_z))
+        s_c = _change(np.asarray(_padded_size(boxes[2], boxes[3]) / _padded_size(w * scale_z, h * scale_z)))
         r_c = _change((w / h) / (boxes[2] / boxes[3]))
         return np.exp(-(r_c * s_c - 1.0) * penalty_k)
 

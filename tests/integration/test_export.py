@@ -102,7 +102,8 @@ def test_fp16_keeps_correlation_and_heads_fp32(exported) -> None:
         assert all(types.get(i, TensorProto.FLOAT) == TensorProto.FLOAT for i in node.input if i), name
     backbone = [n for n in model.graph.node if n.name.startswith("/backbone/") and n.op_type == "Conv"]
     assert backbone and all(types[n.input[1]] == TensorProto.FLOAT16 for n in backbone)
-    assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in list(model.graph.input) + list(model.graph.output))
+    io = list(model.graph.input) + list(model.graph.output)
+    assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in io)
     assert "/rpn_head/cls/Conv" in entry["fp32_nodes"] and "/rpn_head/cls/head/head.3/Conv" in entry["fp32_nodes"]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 
 
 def _cli(module: str, *args: str, cwd: str | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:

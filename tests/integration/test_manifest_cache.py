@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.backends.registry import LoadRequest, configurations, load_engine
 from siamdeploy.errors import ConfigError, ExportError
 from siamdeploy.manifest import FORMAT_VERSION, read_manifest

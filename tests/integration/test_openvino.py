@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.backends import registry
 from siamdeploy.backends.registry import LoadRequest, auto_order, configurations, get_backend, load_engine
 from siamdeploy.errors import ConfigError, DependencyError, EngineError

@@ -88,4 +88,5 @@ def test_fp16_onnx_agrees_with_torch_fp32_teacher_forced(name: str, sequences, t
         ious.append(iou(forced[1:], ref_boxes[1:]))
     ious_all = np.concatenate(ious)
     fraction = float(np.mean(ious_all >= FP16_MIN_IOU))
-    assert fraction >= FP16_MIN_FRACTION, f"{name}: {fraction:.3f} of frames IoU >= {FP16_MIN_IOU}, min {ious_all.min():.3f}"
+    assert fraction >= FP16_MIN_FRACTION, \
+        f"{name}: {fraction:.3f} of frames IoU >= {FP16_MIN_IOU}, min {ious_all.min():.3f}"

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 from siamdeploy.models.random_init import random_model
 from siamdeploy.presets import get_preset
 

@@ -13,12 +13,12 @@ import venv
 import cv2
 import pytest
 
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACK = """
 import sys, numpy as np, cv2, siamdeploy
-from siamdeploy.apps.synthetic import generate_sequence
+from siamdeploy.synthetic import generate_sequence
 seq = generate_sequence(seed=4, num_frames=5, size=(320, 240))
 with siamdeploy.load_tracker(sys.argv[1], backend="onnxruntime") as tracker:
     tracker.init(seq.frames[0], seq.boxes[0])

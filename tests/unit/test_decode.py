@@ -62,7 +62,6 @@ def test_decode_boxes_hand_values():
 
 
 def test_decode_boxes_component_channels_are_k_major():
-    a_num, n = 2, 1
     anchors = np.array([[0, 0, 10, 10], [100, 200, 40, 80]], np.float32)
     loc = np.zeros((1, 8, 1, 1), np.float32)
     loc[0, :, 0, 0] = [0.1, 0.2, 0.3, 0.4, 0.0, math.log(3), math.log(0.5), 0.0]

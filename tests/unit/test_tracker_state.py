@@ -149,7 +149,8 @@ def test_siamfc_crop_sides_follow_the_init_arithmetic() -> None:
     assert tracker.state.z_sz == pytest.approx(exact.z_sz, rel=1e-5)   # the same size, up to accumulated rounding
 
 
-@pytest.mark.parametrize("preset", ["siamrpn_alex_dwxcorr", "dasiamrpn_vot", "siamrpn_haooozi", "siammask_vot", "siamfc"])
+@pytest.mark.parametrize("preset", ["siamrpn_alex_dwxcorr", "dasiamrpn_vot", "siamrpn_haooozi", "siammask_vot",
+                                    "siamfc"])
 def test_state_for_box_inverts_the_reported_box(preset: str) -> None:
     seq = _sequence(preset)
     tracker = _tracker(preset)

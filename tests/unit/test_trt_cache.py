@@ -725,7 +725,7 @@ def _track(engine_or_tracker, seq, n: int = 5) -> np.ndarray:
 def test_fake_tensorrt_engine_matches_onnxruntime(siamfc_export, fake_trt, tmp_path, cuda_graph: bool) -> None:
     """The full public path (load_engine(folder) -> ensure_engines -> lookup -> TensorRTEngine) over the fake: every
     tensor bound to device buffers, kernels shared by address, same numbers as the onnxruntime engine."""
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
     from siamdeploy.manifest import read_manifest
     from siamdeploy.tensorrt import load_engine
@@ -768,7 +768,7 @@ def test_fake_tensorrt_engine_matches_onnxruntime(siamfc_export, fake_trt, tmp_p
 def test_fake_engine_serves_several_targets(siamfc_export, fake_trt, tmp_path) -> None:
     """Two trackers on one engine (the run CLI does this): each keeps its own kernel slot, also with graphs;
     dropped kernels return their slot."""
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
     from siamdeploy.manifest import read_manifest
     from siamdeploy.presets import get_preset

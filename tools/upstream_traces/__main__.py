@@ -63,7 +63,7 @@ def run_one(name: str, checkout: str, out_dir: str, threads: int) -> str:
     import torch
 
     torch.set_num_threads(threads)
-    from siamdeploy.apps.synthetic import generate_sequence
+    from siamdeploy.synthetic import generate_sequence
     from siamdeploy.models.random_init import random_model
     from siamdeploy.presets import get_preset
 

@@ -48,13 +48,13 @@ def environment() -> dict[str, str]:
 
 
 def input_sources() -> dict[str, Any]:
-    from siamdeploy.apps import synthetic
+    from siamdeploy import synthetic
     from siamdeploy.models import random_init
 
     blobs = {os.path.relpath(m.__file__, REPO_ROOT).replace(os.sep, "/"): git_blob_sha(m.__file__)
              for m in (random_init, synthetic) if m.__file__}
     return {"weights": "siamdeploy.models.random_init.random_model(get_preset(preset), seed=model_seed)",
-            "frames": "siamdeploy.apps.synthetic.generate_sequence(seed, num_frames, size[, target_size])",
+            "frames": "siamdeploy.synthetic.generate_sequence(seed, num_frames, size[, target_size])",
             "source_git_blobs": blobs}
 
 

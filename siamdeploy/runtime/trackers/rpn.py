@@ -111,7 +111,8 @@ class RPNTracker(Tracker):
         self.init_size = self.size.copy()
         self.instance_size = p.instance_size
         self.frame_size = (int(img.shape[1]), int(img.shape[0]))
-        if p.small_target_instance_size is not None and w * h / float(img.shape[0] * img.shape[1]) < p.small_target_ratio:
+        covered = w * h / float(img.shape[0] * img.shape[1])
+        if p.small_target_instance_size is not None and covered < p.small_target_ratio:
             self.instance_size = p.small_target_instance_size
         self.avg = img.mean(axis=(0, 1))
         z, _, _ = self._crop(img, self._context_size(), p.exemplar_size)
