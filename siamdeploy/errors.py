@@ -5,6 +5,9 @@ Every user-facing error carries a one-line message that names the problem and th
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class SiamDeployError(Exception):
     """Base class: a problem the user can fix (bad file, bad argument, missing optional package)."""
@@ -32,3 +35,13 @@ class ExportError(SiamDeployError):
 
 class DependencyError(EngineError):
     """An optional dependency is missing; the message says what to install."""
+
+
+def unknown_name(what: str, name: str, known: Iterable[str], known_label: str = "Known") -> ConfigError:
+    """``ConfigError`` for a name that is not in ``known``: the name (cut to 80 characters), the closest known
+    one, and the list (``unknown preset 'x'. Did you mean 'y'? Known presets: ...``)."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+    return ConfigError(f"unknown {what} '{shown}'.{hint} {known_label}: {', '.join(known)}")

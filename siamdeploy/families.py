@@ -10,13 +10,12 @@ No torch import: the deployed runtime uses this module.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import TrackParams
-from .errors import ConfigError
+from .errors import unknown_name
 
 if TYPE_CHECKING:
     from .engine.base import Engine
@@ -72,9 +71,7 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        close = difflib.get_close_matches(name, FAMILIES, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown tracker family '{name}'.{hint} Known: {', '.join(FAMILIES)}") from None
+        raise unknown_name("tracker family", name, FAMILIES) from None
 
 
 def family_of(params: TrackParams) -> Family:

@@ -1,12 +1,11 @@
 """The preset table as data (docs/codebases.md#presets): id -> network, tracker parameters, checkpoint layout."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 from .config import (BoxOutput, Colour, CropRounding, CropStyle, InitCentre, MaskSource, ModelSpec, SizeClamp,
                      TrackParams)
-from .errors import ConfigError
+from .errors import unknown_name
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,4 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
-        raise ConfigError(f"unknown preset '{shown}'.{hint} Known presets: {', '.join(PRESETS)}") from None
+        raise unknown_name("preset", name, PRESETS, "Known presets") from None

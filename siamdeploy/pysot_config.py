@@ -132,3 +132,17 @@ def parse_pysot_config(data: dict[str, Any], name: str = "pysot_config") -> Pres
 
 def _as_list(value: Any) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def explicit_preset(config: str | os.PathLike[str] | None, preset: str | Preset | None) -> Preset | None:
+    """The preset a ``config.yaml`` or a preset id (or :class:`Preset`) names; None when neither is given.
+    Both at once is a :class:`ConfigError`."""
+    if config is not None and preset is not None:
+        raise ConfigError("give either a config file or a preset id, not both")
+    if config is not None:
+        return read_pysot_config(config)
+    if preset is None or isinstance(preset, Preset):
+        return preset
+    from .presets import get_preset
+
+    return get_preset(str(preset))

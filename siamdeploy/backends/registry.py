@@ -12,14 +12,13 @@ Nothing heavy is imported here: probes and loaders import their libraries when c
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import ConfigError, EngineError, SiamDeployError
+from ..errors import ConfigError, EngineError, SiamDeployError, unknown_name
 
 if TYPE_CHECKING:
     from ..presets import Preset
@@ -151,9 +150,7 @@ def get_backend(name: str) -> type[Backend]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY) + ["auto"], n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown backend '{name[:80]}'.{hint} Known: {', '.join(backend_names())}") from None
+        raise unknown_name("backend", name, backend_names()) from None
 
 
 def auto_order() -> list[type[Backend]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..models import SiameseNet
 from ..presets import Preset, get_preset
 from .detect import Guess, KeyDiff, compare, guess_preset, model_signature, state_signature
@@ -37,15 +37,11 @@ def resolve_preset(state: dict[str, torch.Tensor], layout: Layout, path: str,
     """Pick the preset: an explicit config or preset id wins; otherwise detect it from the keys and shapes
     and log the choice (a checkpoint no preset's network fits exactly fails, naming the differences from the
     closest)."""
-    if config is not None and preset is not None:
-        raise ConfigError("give either a config file or a preset id, not both")
-    if config is not None:
-        from ..pysot_config import read_pysot_config
-        return read_pysot_config(config)
-    if isinstance(preset, Preset):
-        return preset
-    if preset is not None:
-        return get_preset(preset)
+    from ..pysot_config import explicit_preset
+
+    chosen = explicit_preset(config, preset)
+    if chosen is not None:
+        return chosen
     guess = guess_preset(state, layout, path, wrapper)
     if guess.preset is None or not guess.exact:
         raise CheckpointError(f"cannot tell which tracker '{os.path.basename(path)}' is: {guess.reason}; pass the "

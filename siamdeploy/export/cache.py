@@ -14,7 +14,8 @@ import os
 
 from ..errors import ConfigError, ExportError
 from ..manifest import ExportManifest, is_export_folder, preset_fingerprint, read_manifest, sha256_file
-from ..presets import Preset, get_preset
+from ..presets import Preset
+from ..pysot_config import explicit_preset
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +27,6 @@ def _cache_root() -> str:
     from ..backends.registry import default_cache_dir
 
     return os.path.join(default_cache_dir(), "exports")
-
-
-def _requested_preset(config: str | None, preset: object) -> Preset | None:
-    if config is not None and preset is not None:
-        raise ConfigError("give either a config file or a preset id, not both")
-    if config is not None:
-        from ..pysot_config import read_pysot_config
-
-        return read_pysot_config(config)
-    if isinstance(preset, Preset):
-        return preset
-    return get_preset(str(preset)) if preset is not None else None
 
 
 def _check_agrees(folder: str, manifest: ExportManifest, wanted: Preset | None) -> None:
@@ -54,7 +43,7 @@ def check_agrees(folder: str, config: str | None, preset: object) -> ExportManif
     """Read ``folder``'s manifest (schema checked, files not hashed) and refuse a ``config``/``preset`` that
     describes another tracker than the one it was exported for."""
     manifest = read_manifest(folder, verify=False)
-    _check_agrees(folder, manifest, _requested_preset(config, preset))
+    _check_agrees(folder, manifest, explicit_preset(config, preset))  # type: ignore[arg-type]
     return manifest
 
 
@@ -67,7 +56,7 @@ def ensure_export(model_path: str, precision: str, config: str | None = None, pr
     """
     if is_export_folder(model_path):
         manifest = read_manifest(model_path)
-        _check_agrees(model_path, manifest, _requested_preset(config, preset))
+        _check_agrees(model_path, manifest, explicit_preset(config, preset))  # type: ignore[arg-type]
         manifest.require(precision, model_path)
         return model_path, manifest
     if os.path.isdir(model_path):
