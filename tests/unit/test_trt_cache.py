@@ -854,6 +854,7 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
     caplog.clear()
 
     from siamdeploy.backends import builtin as backends
+    from siamdeploy.backends import registry
     from siamdeploy.presets import get_preset
 
     calls = []
@@ -865,6 +866,9 @@ def test_auto_backend_says_why(siamfc_export, monkeypatch, caplog) -> None:
 
     monkeypatch.setattr(backends.OnnxRuntimeBackend, "probe",
                         classmethod(lambda cls, device=None: (False, "onnxruntime is not installed (pip install x)")))
+    for other in registry.auto_order():  # every other backend that loads export folders is missing too
+        if other.takes_export and other not in (backends.OnnxRuntimeBackend, backends.TensorRTBackend):
+            monkeypatch.setattr(other, "probe", classmethod(lambda cls, device=None: (False, "not installed")))
     monkeypatch.setattr(backends.TorchBackend, "load", classmethod(lambda cls, request: fake_torch(request)))
     with caplog.at_level(logging.INFO, logger="siamdeploy.backends.registry"):
         tracker = siamdeploy.load_tracker("model.pth", backend="auto", device="cpu")
