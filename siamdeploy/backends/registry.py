@@ -215,8 +215,9 @@ def _load_auto(request: LoadRequest) -> tuple[Engine, Preset]:
                                       "loads export folders only")
                 if device.partition(":")[0] not in cls.devices:
                     raise ConfigError(f"device='{device}' was asked for")
-                if (request.precision or cls.default_precision) in cls.explicit_precisions:
-                    raise ConfigError(f"{request.precision} is opt-in here: ask for backend='{cls.name}' by name")
+                precision = request.precision or cls.default_precision
+                if precision in cls.explicit_precisions:
+                    raise ConfigError(f"{precision} is opt-in here: ask for backend='{cls.name}' by name")
                 cls.check_request(attempt)
                 ok, why = cls.probe(device)
                 if not ok:
