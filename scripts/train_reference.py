@@ -413,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also train the first two conv blocks (default: they keep their seeded random "
                          "initialisation, which makes a CPU step about 1.7x cheaper)")
     ap.add_argument("--neg", type=float, default=0.1, help="fraction of negative pairs")
-    ap.add_argument("--eval-sequences", type=int, default=6)
-    ap.add_argument("--eval-frames", type=int, default=100)
+    ap.add_argument("--eval-sequences", type=int, default=3)
+    ap.add_argument("--eval-frames", type=int, default=60)
     ap.add_argument("--out", default=None, help="output folder (default runs/train/<model>)")
     ap.add_argument("--ship", action="store_true", help="store float16 weights in siamdeploy/reference/")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
