@@ -100,7 +100,8 @@ def test_changed_file_is_refused(siamfc_export, tmp_path) -> None:
 
 
 def test_preset_that_disagrees_with_an_export_folder_is_refused(siamfc_export) -> None:
-    with pytest.raises(ConfigError, match="exported for preset 'siamfc'.*'siamrpn_alex_dwxcorr'"):
+    refused = "preset 'siamrpn_alex_dwxcorr' disagrees with export folder .* exported for preset 'siamfc'"
+    with pytest.raises(ConfigError, match=refused):
         siamdeploy.load_tracker(siamfc_export, backend="onnxruntime", preset="siamrpn_alex_dwxcorr")
     siamdeploy.load_tracker(siamfc_export, backend="onnxruntime", preset="siamfc").close()  # agreeing is fine
 
