@@ -22,6 +22,7 @@ import torch
 
 import siamdeploy
 from siamdeploy.synthetic import generate_sequence
+from siamdeploy.synthetic.photos import photo_sequence
 from siamdeploy.models.random_init import random_model
 from siamdeploy.presets import get_preset
 
@@ -33,8 +34,8 @@ TRACES = sorted(glob.glob(os.path.join(TRACE_DIR, "*.json")))
 # variants, the 831 long-term search, every case through onnxruntime) run with `pytest -m slow`.
 DEFAULT_CASES = {
     "torch": {"alex", "dasiamrpn_vot", "dasiamrpn_big_small", "siamfc", "haooozi_border", "siamtrackers",
-              "mask_vot", "r50_otb"},
-    "onnxruntime": {"alex", "siamfc", "haooozi"},
+              "mask_vot", "r50_otb", "ref_alex", "ref_siamfc"},
+    "onnxruntime": {"alex", "siamfc", "haooozi", "ref_alex", "ref_siamfc"},
 }
 TOLERANCE_PX = 0.05
 # Absolute, on the best score (RPN / SiamMask foreground probability). Measured worst cases: torch 1.4e-5
@@ -66,6 +67,30 @@ def _params(path: str, backend: str) -> pytest.param:
     return pytest.param(path, backend, id=f"{name}-{backend}", marks=marks)
 
 
+def _sequence(args: dict[str, Any]) -> Any:
+    """The trace's frames (``HxWx3`` uint8 BGR) and boxes, from the generator ``args["frames"]`` names
+    (``generate_sequence`` when absent, ``photo_sequence`` for "photos") with the recorded arguments."""
+    size = tuple(args["size"])
+    if args.get("frames", "synthetic") == "photos":
+        return photo_sequence(seed=args["seed"], num_frames=args["num_frames"], size=size)
+    extra = {"target_size": tuple(args["target_size"])} if "target_size" in args else {}
+    return generate_sequence(seed=args["seed"], num_frames=args["num_frames"], size=size, **extra)
+
+
+def _checkpoint(trace: dict[str, Any], tmp_path: Any) -> tuple[str, dict[str, Any]]:
+    """``(checkpoint path, load_tracker keyword arguments)`` for the trace's weights: the shipped reference
+    model itself for ``"weights": "reference"``, else ``random_model(preset, seed=model_seed)`` written in the
+    upstream code base's own format."""
+    preset = trace["preset"]
+    if trace.get("weights", "random") == "reference":
+        ref = siamdeploy.reference_model(preset)
+        return ref.checkpoint, ref.load_args()
+    state = random_model(get_preset(preset), seed=trace["model_seed"]).state_dict()
+    ckpt = tmp_path / "checkpoint.pth"
+    torch.save(upstream_state_dict(preset, state), ckpt)
+    return str(ckpt), {"preset": preset}
+
+
 def test_traces_exist() -> None:
     assert len(TRACES) >= 8, "the upstream traces are part of the test suite"
 
@@ -74,24 +99,19 @@ def test_traces_exist() -> None:
 def test_matches_upstream_trace(trace_path: str, backend: str, tmp_path) -> None:
     with open(trace_path, encoding="utf-8") as fh:
         trace = json.load(fh)
-    preset = trace["preset"]
-    seq_args = trace["sequence"]
-    seq = generate_sequence(seed=seq_args["seed"], num_frames=seq_args["num_frames"], size=tuple(seq_args["size"]),
-                            **({"target_size": tuple(seq_args["target_size"])} if "target_size" in seq_args else {}))
+    seq = _sequence(trace["sequence"])
     assert np.allclose(seq.boxes[0], trace["init"]), "generated sequence changed: regenerate the traces"
-    state = random_model(get_preset(preset), seed=trace["model_seed"]).state_dict()
-    ckpt = tmp_path / "checkpoint.pth"
-    torch.save(upstream_state_dict(preset, state), ckpt)
+    ckpt, load_args = _checkpoint(trace, tmp_path)
 
     if backend == "onnxruntime":  # the export folder is what a deployment runs; the replay validates it
         from siamdeploy.checkpoint import load_model
         from siamdeploy.export.exporter import export_model
 
         folder = str(tmp_path / "export")
-        export_model(load_model(str(ckpt), preset=preset), folder, validate=False, progress=False)
+        export_model(load_model(ckpt, **load_args), folder, validate=False, progress=False)
         tracker = siamdeploy.load_tracker(folder, backend="onnxruntime")
     else:
-        tracker = siamdeploy.load_tracker(str(ckpt), preset=preset, device="cpu")
+        tracker = siamdeploy.load_tracker(ckpt, device="cpu", **load_args)
     tracker.init(seq.frames[0], trace["init"])
     expected = np.asarray(trace["boxes"], np.float64)
     scores = trace.get("scores")

@@ -15,7 +15,9 @@ from siamdeploy.checkpoint.layouts import fold_rgb_normalisation
 from siamdeploy.models.siamese import SiameseNet
 from siamdeploy.presets import get_preset
 from tools.upstream_traces import shims
-from tools.upstream_traces.cases import CASES, UPSTREAM
+from siamdeploy.reference import reference_model
+from tools.upstream_traces.__main__ import case_weights
+from tools.upstream_traces.cases import CASES, UPSTREAM, Case
 from tools.upstream_traces.checkpoints import round_trip_error, unfold_rgb_normalisation, upstream_checkpoint
 from tools.upstream_traces.compare import compare
 
@@ -37,8 +39,36 @@ def test_every_committed_trace_has_a_case_with_its_inputs() -> None:
         trace = committed[case.name]
         assert (trace["preset"], trace["model_seed"], trace["sequence"]) == \
             (case.preset, case.model_seed, case.sequence()), case.name
+        assert trace.get("weights", "random") == case.weights, case.name
         assert (trace["upstream"]["repo"], trace["upstream"]["commit"]) == UPSTREAM[case.codebase], case.name
         assert trace.get("rejected_seeds", []) == [r.as_json() for r in case.rejected_seeds], case.name
+
+
+def test_case_rows_name_their_weights_and_frames() -> None:
+    ref = next(c for c in CASES if c.weights == "reference" and c.codebase == "pysot")
+    assert ref.model_seed is None and ref.sequence()["frames"] == "photos"
+    assert "frames" not in next(c for c in CASES if c.name == "alex").sequence()
+    with pytest.raises(ValueError, match="model_seed"):
+        Case("x", "pysot", "siamrpn_alex_dwxcorr", 1, 2, 3, weights="reference")
+    with pytest.raises(ValueError, match="frames one of"):
+        Case("x", "pysot", "siamrpn_alex_dwxcorr", 1, 2, 3, frames="video")
+    with pytest.raises(ValueError, match="target_size"):
+        Case("x", "pysot", "siamrpn_alex_dwxcorr", None, 2, 3, target_size=(9, 9), weights="reference",
+             frames="photos")
+
+
+@pytest.mark.parametrize("preset", ["siamrpn_alex_dwxcorr", "siamfc"])
+def test_reference_weights_are_the_shipped_checkpoint_in_float32(preset: str) -> None:
+    case = next(c for c in CASES if c.weights == "reference" and c.preset == preset)
+    state = case_weights(case)
+    raw = torch.load(reference_model(preset).checkpoint, map_location="cpu")
+    assert set(raw) == set(state)
+    for key, value in raw.items():
+        if key.endswith("num_batches_tracked"):  # a training counter; siamdeploy's loader does not keep it
+            continue
+        assert state[key].dtype == (torch.float32 if value.is_floating_point() else value.dtype), key
+        assert torch.equal(state[key], value.to(state[key].dtype)), key
+    assert round_trip_error(state, upstream_checkpoint(preset, state)) == 0.0
 
 
 @pytest.mark.parametrize("preset", ["dasiamrpn_vot", "siamrpn_siamtrackers", "siamrpn_haooozi", "siammask_base",

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
-from .cases import CASES, UPSTREAM, get_case
+from .cases import CASES, UPSTREAM, Case, get_case
 from .compare import compare
 from .record import REPO_ROOT, to_trace, write_trace
 
@@ -58,25 +59,47 @@ def _check_commit(path: str, commit: str) -> str:
     return "ok" if head == commit else f"HEAD is {head}, expected {commit}"
 
 
+def case_frames(case: Case) -> tuple[list[Any], list[float]]:
+    """The case's frames (``HxWx3`` uint8 BGR) and init box ``(x, y, w, h)`` pixels (the sequence's first box),
+    from the generator ``case.frames`` names."""
+    if case.frames == "photos":
+        from siamdeploy.synthetic.photos import photo_sequence
+
+        seq: Any = photo_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size)
+    else:
+        from siamdeploy.synthetic import generate_sequence
+
+        extra = {} if case.target_size is None else {"target_size": (float(case.target_size[0]),
+                                                                     float(case.target_size[1]))}
+        seq = generate_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size, **extra)
+    return list(seq.frames), [float(v) for v in seq.boxes[0]]
+
+
+def case_weights(case: Case) -> dict[str, Any]:
+    """The case's float32 state dict in siamdeploy's (pysot) key names, from the source ``case.weights`` names."""
+    if case.weights == "reference":
+        from siamdeploy.checkpoint import load_model
+        from siamdeploy.reference import reference_model
+
+        ref = reference_model(case.preset)
+        return load_model(ref.checkpoint, **ref.load_args()).net.state_dict()
+    from siamdeploy.models.random_init import random_model
+    from siamdeploy.presets import get_preset
+
+    return random_model(get_preset(case.preset), seed=case.model_seed).state_dict()
+
+
 def run_one(name: str, checkout: str, out_dir: str, threads: int) -> str:
     """Run one case in this process; writes ``<out_dir>/<name>.json`` and returns its path."""
     import torch
 
     torch.set_num_threads(threads)
-    from siamdeploy.synthetic import generate_sequence
-    from siamdeploy.models.random_init import random_model
-    from siamdeploy.presets import get_preset
 
     from .checkpoints import round_trip_error, upstream_checkpoint
     case = get_case(name)
     runner = importlib.import_module(f".runners.{RUNNER_MODULE[case.codebase]}", __package__)
-    if case.target_size is None:
-        sequence = generate_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size)
-    else:
-        target = (float(case.target_size[0]), float(case.target_size[1]))
-        sequence = generate_sequence(seed=case.sequence_seed, num_frames=case.num_frames, size=case.size,
-                                     target_size=target)
-    state = random_model(get_preset(case.preset), seed=case.model_seed).state_dict()
+    frames, init = case_frames(case)
+    state = case_weights(case)
     written = upstream_checkpoint(case.preset, state)
     err = round_trip_error(state, written)
     if err > 1e-4:
@@ -84,8 +107,7 @@ def run_one(name: str, checkout: str, out_dir: str, threads: int) -> str:
     with tempfile.TemporaryDirectory(prefix=f"trace-{name}-") as work:
         ckpt = os.path.join(work, str(case.options.get("checkpoint", "model.pth")))
         torch.save(written, ckpt)
-        init = [float(v) for v in sequence.boxes[0]]
-        rec = runner.run(case, os.path.abspath(checkout), ckpt, list(sequence.frames), init, work)
+        rec = runner.run(case, os.path.abspath(checkout), ckpt, frames, init, work)
     assert len(rec.boxes) == case.num_frames - 1, (len(rec.boxes), case.num_frames)
     path = os.path.join(out_dir, f"{name}.json")
     write_trace(path, to_trace(case, init, rec))

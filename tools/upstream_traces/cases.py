@@ -19,6 +19,18 @@ UPSTREAM: dict[str, tuple[str, str]] = {
 }
 
 
+# Where a case's weights come from: name -> the call, as the trace's ``inputs_from`` records it.
+WEIGHTS: dict[str, str] = {
+    "random": "siamdeploy.models.random_init.random_model(get_preset(preset), seed=model_seed)",
+    "reference": "siamdeploy.reference_model(preset): the shipped checkpoint (float16, loaded into float32)",
+}
+# Where a case's frames come from (the trace's ``sequence.frames``; absent means "synthetic").
+FRAMES: dict[str, str] = {
+    "synthetic": "siamdeploy.synthetic.generate_sequence(seed, num_frames, size[, target_size])",
+    "photos": "siamdeploy.synthetic.photos.photo_sequence(seed, num_frames, size)",
+}
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A seed pair tried before the accepted one, and why its track was not used."""
@@ -36,15 +48,17 @@ class Case:
     """One trace.
 
     ``codebase``: a key of :data:`UPSTREAM`. ``num_frames`` frames of ``size = (width, height)`` pixels from
-    ``generate_sequence(seed=sequence_seed, ...)``; ``target_size = (w, h)`` pixels or None for the default.
-    ``variant``: the code base's own name for the tracker set-up (pysot experiment folder, DaSiamRPN network
-    class, SiamMask config file, ...).
+    the generator named by ``frames`` (a key of :data:`FRAMES`) with ``seed=sequence_seed``;
+    ``target_size = (w, h)`` pixels or None for the default (synthetic frames only). ``weights`` (a key of
+    :data:`WEIGHTS`): ``random_model(preset, seed=model_seed)`` or the shipped reference model of ``preset``
+    (``model_seed`` None). ``variant``: the code base's own name for the tracker set-up (pysot experiment
+    folder, DaSiamRPN network class, SiamMask config file, ...).
     """
 
     name: str
     codebase: str
     preset: str
-    model_seed: int
+    model_seed: int | None
     sequence_seed: int
     num_frames: int
     variant: str = ""
@@ -52,12 +66,26 @@ class Case:
     target_size: tuple[int, int] | None = None
     rejected_seeds: tuple[Rejected, ...] = ()
     options: dict[str, object] = field(default_factory=dict)
+    weights: str = "random"
+    frames: str = "synthetic"
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHTS or self.frames not in FRAMES:
+            raise ValueError(f"case '{self.name}': weights must be one of {', '.join(WEIGHTS)} and frames one "
+                             f"of {', '.join(FRAMES)}")
+        if (self.weights == "random") != (self.model_seed is not None):
+            raise ValueError(f"case '{self.name}': random weights need a model_seed, reference weights none")
+        if self.frames != "synthetic" and self.target_size is not None:
+            raise ValueError(f"case '{self.name}': target_size applies to synthetic frames only")
 
     def sequence(self) -> dict[str, object]:
-        """The ``sequence`` field of the trace (the keyword arguments of ``generate_sequence``)."""
+        """The ``sequence`` field of the trace (the keyword arguments of the frame generator, plus
+        ``frames`` naming the generator where it is not ``generate_sequence``)."""
         out: dict[str, object] = {"seed": self.sequence_seed, "num_frames": self.num_frames, "size": list(self.size)}
         if self.target_size is not None:
             out["target_size"] = list(self.target_size)
+        if self.frames != "synthetic":
+            out["frames"] = self.frames
         return out
 
 
@@ -109,6 +137,11 @@ CASES: tuple[Case, ...] = (
          options={"colour": "RGB"}),
     Case("siamtrackers", "siamtrackers", "siamrpn_siamtrackers", 321, 322, 40, "SiamRPN/SiamRPN",
          options={"colour": "BGR"}),
+    # The shipped reference models on the held-out photo scenes (trained weights: peaked score maps).
+    Case("ref_alex", "pysot", "siamrpn_alex_dwxcorr", None, 2001, 40, "siamrpn_alex_dwxcorr", size=(480, 360),
+         weights="reference", frames="photos"),
+    Case("ref_siamfc", "siamfc", "siamfc", None, 2002, 40, "TrackerSiamFC", size=(480, 360),
+         weights="reference", frames="photos"),
 )
 
 

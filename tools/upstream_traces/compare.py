@@ -8,7 +8,7 @@ import numpy as np
 
 PER_FRAME_FIELDS = ("boxes", "scores", "polygons")
 # Inputs that must be identical, else the two traces are not of the same experiment.
-INPUT_FIELDS = ("case", "preset", "model_seed", "sequence", "init")
+INPUT_FIELDS = ("case", "preset", "model_seed", "weights", "sequence", "init")
 
 
 @dataclass(frozen=True)

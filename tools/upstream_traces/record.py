@@ -8,7 +8,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cases import UPSTREAM, Case
+from .cases import FRAMES, UPSTREAM, WEIGHTS, Case
 
 GENERATED_BY = "tools/upstream_traces (python -m tools.upstream_traces); see tools/upstream_traces/README.md"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,15 +47,21 @@ def environment() -> dict[str, str]:
             "opencv": cv2.__version__}
 
 
-def input_sources() -> dict[str, Any]:
+def input_sources(case: Case) -> dict[str, Any]:
+    """Where the case's weights and frames came from, with ``git hash-object`` of the files they depend on."""
     from siamdeploy import synthetic
     from siamdeploy.models import random_init
+    from siamdeploy.synthetic import photos
 
-    blobs = {os.path.relpath(m.__file__, REPO_ROOT).replace(os.sep, "/"): git_blob_sha(m.__file__)
-             for m in (random_init, synthetic) if m.__file__}
-    return {"weights": "siamdeploy.models.random_init.random_model(get_preset(preset), seed=model_seed)",
-            "frames": "siamdeploy.synthetic.generate_sequence(seed, num_frames, size[, target_size])",
-            "source_git_blobs": blobs}
+    files = [random_init.__file__ if case.weights == "random" else "",
+             synthetic.__file__ if case.frames == "synthetic" else photos.__file__]
+    if case.weights == "reference":
+        from siamdeploy.reference import reference_model
+
+        ref = reference_model(case.preset)
+        files += [ref.checkpoint, ref.config or ""]
+    blobs = {os.path.relpath(f, REPO_ROOT).replace(os.sep, "/"): git_blob_sha(f) for f in files if f}
+    return {"weights": WEIGHTS[case.weights], "frames": FRAMES[case.frames], "source_git_blobs": blobs}
 
 
 def to_trace(case: Case, init: list[float], rec: Recording) -> dict[str, Any]:
@@ -63,13 +69,14 @@ def to_trace(case: Case, init: list[float], rec: Recording) -> dict[str, Any]:
     repo, commit = UPSTREAM[case.codebase]
     trace: dict[str, Any] = {"case": case.name, "preset": case.preset, "model_seed": case.model_seed,
                              "sequence": case.sequence(), "init": [float(v) for v in init],
+                             **({"weights": case.weights} if case.weights != "random" else {}),
                              "boxes": rec.boxes, "scores": rec.scores, "polygons": rec.polygons}
     trace.update(rec.extras)
     if case.rejected_seeds:
         trace["rejected_seeds"] = [r.as_json() for r in case.rejected_seeds]
     trace["upstream"] = {"repo": repo, "commit": commit, **rec.upstream}
     trace["environment"] = environment()
-    trace["inputs_from"] = input_sources()
+    trace["inputs_from"] = input_sources(case)
     trace["generated_by"] = GENERATED_BY
     return trace
 
