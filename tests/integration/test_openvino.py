@@ -13,18 +13,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import siamdeploy
-from siamdeploy.synthetic import generate_sequence
 from siamdeploy.backends import registry
 from siamdeploy.backends.registry import LoadRequest, auto_order, configurations, get_backend, load_engine
 from siamdeploy.errors import ConfigError, DependencyError, EngineError
-from siamdeploy.models.random_init import random_model
-from siamdeploy.presets import get_preset
 
 from . import test_upstream_traces as replay
-from ..conftest import upstream_state_dict
 
 # Cases whose export is also tracked by onnxruntime and torch in the default run; the rest (SiamMask, the
 # long-term 831 search, ResNet-50, DaSiamRPN-BIG, haooozi's input normalisation, ...) run with -m slow.
@@ -55,12 +50,10 @@ def trace_export(tmp_path_factory):
             with open(path, encoding="utf-8") as fh:
                 trace = json.load(fh)
             root = tmp_path_factory.mktemp(trace["case"])
-            state = random_model(get_preset(trace["preset"]), seed=trace["model_seed"]).state_dict()
-            ckpt = str(root / "checkpoint.pth")
-            torch.save(upstream_state_dict(trace["preset"], state), ckpt)
+            ckpt, load_args = replay._checkpoint(trace, root)  # the trace's weights, as the replay loads them
             folder = str(root / "export")
-            export_model(load_model(ckpt, preset=trace["preset"]), folder, validate=False, progress=False)
-            _EXPORTS[path] = (folder, ckpt, trace)
+            export_model(load_model(ckpt, **load_args), folder, validate=False, progress=False)
+            _EXPORTS[path] = (folder, ckpt, {**trace, "load_args": load_args})
         return _EXPORTS[path]
 
     return make
@@ -73,9 +66,7 @@ def _case(path: str) -> pytest.param:
 
 def _track(tracker, trace: dict, frames: int | None = None) -> tuple[np.ndarray, list]:
     """Boxes and polygons of the trace's sequence (its first ``frames`` tracked frames; None: all)."""
-    args = trace["sequence"]
-    seq = generate_sequence(seed=args["seed"], num_frames=args["num_frames"], size=tuple(args["size"]),
-                            **({"target_size": tuple(args["target_size"])} if "target_size" in args else {}))
+    seq = replay._sequence(trace["sequence"])
     assert np.allclose(seq.boxes[0], trace["init"]), "generated sequence changed: regenerate the traces"
     tracker.init(seq.frames[0], trace["init"])
     results = [tracker.track(frame) for frame in seq.frames[1:1 + min(len(trace["boxes"]), frames or 10**9)]]
@@ -97,7 +88,7 @@ def test_fp32_matches_upstream_onnxruntime_and_torch(trace_path: str, trace_expo
         iou = replay._polygon_iou(polygons[i], polygon)
         assert iou >= 0.95, f"frame {i + 1}: polygon IoU {iou:.3f} with upstream"
     others = {"onnxruntime": siamdeploy.load_tracker(folder, backend="onnxruntime"),
-              "torch": siamdeploy.load_tracker(ckpt, preset=trace["preset"], backend="torch", device="cpu")}
+              "torch": siamdeploy.load_tracker(ckpt, backend="torch", device="cpu", **trace["load_args"])}
     for name, other in others.items():  # eager torch on a CPU is slow: its first 12 frames
         theirs = _track(other, trace, 12 if name == "torch" else None)[0]
         delta = float(np.abs(theirs - boxes[:len(theirs)]).max())
