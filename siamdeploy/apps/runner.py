@@ -8,10 +8,13 @@ truth, the success score).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -376,10 +379,11 @@ def run_frames(frames: Iterator[np.ndarray], first: np.ndarray, trackers: list[T
                             f"{1.0 / max(engine_s, 1e-9):.1f} FPS engine") if index else ""
                 item.canvas = _annotate(item, summary.backend, fps_line)
                 summary.add("draw", time.perf_counter() - t1)
-            commands = [sink.write(item) for sink in sinks]
-            if index > 0:
-                summary.add("frame", time.perf_counter() - t_read)
-            summary.frames = index + 1
+            with _signals_held():  # the results file, the video and the count agree on every frame
+                commands = [sink.write(item) for sink in sinks]
+                if index > 0:
+                    summary.add("frame", time.perf_counter() - t_read)
+                summary.frames = index + 1
             if progress is not None:
                 progress.update(index + 1)
             if "quit" in commands:
@@ -405,6 +409,30 @@ def results_paths(results_path: str, targets: int) -> list[str]:
         return [results_path]
     stem, ext = os.path.splitext(results_path)
     return [f"{stem}_target{i}{ext}" for i in range(targets)]
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C / SIGTERM while one frame is written to every sink, then deliver them: an interrupted run
+    never has a frame in the results file that its video or its summary lacks."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for signum in pending:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, None)
+            else:  # default or ignored disposition: let the system act on it as it would have
+                os.kill(os.getpid(), signum)
 
 
 def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list[Box],

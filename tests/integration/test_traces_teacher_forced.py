@@ -30,9 +30,8 @@ from ..conftest import upstream_state_dict
 TRACE_DIR = os.path.join(os.path.dirname(__file__), "..", "data", "upstream_traces")
 # the random-weight traces (the reference-model traces, ref_*.json, are replayed by test_upstream_traces.py)
 TRACES = sorted(p for p in glob.glob(os.path.join(TRACE_DIR, "*.json")) if not os.path.basename(p).startswith("ref_"))
-# the AlexNet-sized code bases in the default run (pysot, DaSiamRPN, siamfc-pytorch, haooozi); the ResNet-50
-# ones (SiamMask, SiamRPN++) and SiamTrackers under -m slow, to keep the default run short on 2 cores
-DEFAULT = {"alex", "dasiamrpn_vot", "siamfc", "haooozi"}
+# one trace per code base in the default run
+DEFAULT = {"alex", "dasiamrpn_vot", "siamfc", "mask_base", "haooozi", "siamtrackers"}
 # |onnxruntime score - upstream score| per frame (the scores are softmax probabilities in [0, 1])
 SCORE_TOLERANCE = 1e-3
 
