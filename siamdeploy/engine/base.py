@@ -7,6 +7,7 @@ refine features stay in whatever form (and on whatever device) the backend prefe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,12 +59,27 @@ class Engine(ABC):
         _check_blob(z, "template input", self.exemplar_size)
         return self._template(z)
 
+    # search calls that reached the network (a batched search_many counts once); for the run summary
+    search_calls: int = 0
+
     def search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
         """Search crops ``(B, 3, S, S)`` float32 + kernels from :meth:`template` -> outputs."""
         _check_blob(x, "search input", None)
+        self.search_calls += 1
         out = self._search(x, kernels)
         check_finite_outputs(out.outputs, self.backend)
         return out
+
+    def search_many(self, xs: Sequence[np.ndarray], kernels: Sequence[Any]) -> list[SearchOutput]:
+        """Several targets' searches: ``xs[i]`` (``(n, 3, S, S)``, the same ``S`` and ``n`` for all) with
+        ``kernels[i]`` -> one :class:`SearchOutput` per target, each equal to ``search(xs[i], kernels[i])``.
+
+        This default runs one call per target; engines with batched search graphs override it with one call.
+        """
+        if len(xs) != len(kernels):
+            raise InputError(f"search_many got {len(xs)} search inputs and {len(kernels)} kernel sets; pass one "
+                             "kernel set per search input")
+        return [self.search(x, k) for x, k in zip(xs, kernels)]
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         """SiamMask: mask logits ``(127, 127)`` float32 at score cell ``(y, x)`` of the last search."""

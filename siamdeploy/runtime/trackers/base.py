@@ -5,17 +5,33 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ...config import TrackParams
-from ...engine.base import Engine
+from ...engine.base import Engine, SearchOutput
 from ...errors import InputError
 from ...geometry import box_to_centre_size
 from ..frames import as_bgr, check_box
 from ..types import TrackResult
 from .state import TrackerState
+
+
+@dataclass
+class SearchRequest:
+    """One target's half-done frame, between :meth:`Tracker.prepare` and :meth:`Tracker.conclude`.
+
+    ``blob``: the search crop(s) ``(n, 3, S, S)`` float32 for ``Engine.search`` (``n`` = the family's search
+    batch: 1, or SiamFC's scales); ``size``: ``S`` in network pixels (targets with equal sizes can share one
+    batched call); ``img``: the BGR frame; ``context``: what the loop needs to finish the frame (opaque).
+    """
+
+    blob: np.ndarray
+    size: int
+    img: np.ndarray = field(repr=False)
+    context: Any = field(default=None, repr=False)
 
 
 class Tracker(ABC):
@@ -56,12 +72,33 @@ class Tracker(ABC):
         self._init(img, check_box(box, img.shape))
 
     def track(self, frame: np.ndarray) -> TrackResult:
-        """Locate the target in the next frame."""
+        """Locate the target in the next frame: :meth:`prepare`, one ``Engine.search``, :meth:`conclude`."""
+        request = self.prepare(frame)
+        out = self.engine.search(request.blob, self.kernels)
+        self._lap("engine")
+        return self.conclude(request, out)
+
+    def prepare(self, frame: np.ndarray) -> SearchRequest:
+        """First half of :meth:`track`: cut the search crop(s) for ``frame`` from the current state.
+
+        Several trackers sharing one engine can :meth:`prepare` their frames, run one batched search
+        (``Engine.search_many``) over the requests of equal :attr:`SearchRequest.size` and :meth:`conclude`
+        each with its own output; the result equals :meth:`track`'s.
+        """
         if not self.initialised:
             raise InputError("track() called before init(); call tracker.init(frame, (x, y, w, h)) first")
         self.timings = {}
         self._clock = time.perf_counter()
-        return self._track(as_bgr(frame))
+        request = self._prepare(as_bgr(frame))
+        self._lap("preprocess")
+        return request
+
+    def conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
+        """Second half of :meth:`track`: decode this target's search output, update the state, report."""
+        self._clock = time.perf_counter()
+        result = self._conclude(request, out)
+        self._lap("postprocess")
+        return result
 
     def close(self) -> None:
         """Release the engine (sessions, device memory). An engine shared by several trackers is closed once,
@@ -118,4 +155,7 @@ class Tracker(ABC):
     def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None: ...
 
     @abstractmethod
-    def _track(self, img: np.ndarray) -> TrackResult: ...
+    def _prepare(self, img: np.ndarray) -> SearchRequest: ...
+
+    @abstractmethod
+    def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult: ...

@@ -17,7 +17,7 @@ from ..anchors import anchor_grid, cosine_window
 from ..crop import float_crop, round_by_rule, square_crop, to_blob, truncated_fill
 from ..rpn_decode import decode_boxes, foreground_scores, select_best, size_penalty
 from ..types import TrackResult
-from .base import Tracker
+from .base import SearchRequest, Tracker
 from .state import LongTermState, RPNState
 
 
@@ -129,7 +129,7 @@ class RPNTracker(Tracker):
     def window_influence(self) -> float:
         return self.params.window_influence
 
-    def _track(self, img: np.ndarray) -> TrackResult:
+    def _prepare(self, img: np.ndarray) -> SearchRequest:
         p = self.params
         self.frame_size = (int(img.shape[1]), int(img.shape[0]))
         s_z = self._context_size()
@@ -138,9 +138,12 @@ class RPNTracker(Tracker):
         patch, crop_side, scale = self._crop(img, s_z * (instance / p.exemplar_size), instance)
         scale = scale or p.exemplar_size / s_z
         blob = to_blob([patch], p.colour == "rgb")
-        self._lap("preprocess")
-        out = self.engine.search(blob, self.kernels)
-        self._lap("engine")
+        return SearchRequest(blob, instance, img, (prev_centre, crop_side, scale))
+
+    def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
+        p = self.params
+        img, instance = request.img, request.size
+        prev_centre, crop_side, scale = request.context
         anchors, window = self.grid(instance)
         score = foreground_scores(out.outputs["cls"])
         boxes = decode_boxes(out.outputs["loc"], anchors)
@@ -155,9 +158,7 @@ class RPNTracker(Tracker):
         else:
             bbox = (cx - w / 2, cy - h / 2, w, h)
         result = TrackResult(bbox=bbox, score=best_score)
-        result = self._finish(img, result, out, best, prev_centre, crop_side, instance)
-        self._lap("postprocess")
-        return result
+        return self._finish(img, result, out, best, prev_centre, crop_side, instance)
 
     def _update(self, img: np.ndarray, box: np.ndarray, lr: float, score: float) -> tuple[float, float, float, float]:
         """Move and smooth the state towards ``box`` (frame pixels, relative centre); returns the reported

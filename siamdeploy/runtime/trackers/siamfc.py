@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 
 from ...config import TrackParams
-from ...engine.base import Engine
+from ...engine.base import Engine, SearchOutput
 from ...geometry import INCLUSIVE
 from ..crop import cut_resized, round_by_rule, rounded_fill, to_blob
 from ..types import TrackResult
-from .base import Tracker
+from .base import SearchRequest, Tracker
 from .state import SiamFCState
 
 
@@ -79,13 +79,13 @@ class SiamFCTracker(Tracker):
         z = self._crop(img, float(self.z_sz), p.exemplar_size)
         self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
 
-    def _track(self, img: np.ndarray) -> TrackResult:
+    def _prepare(self, img: np.ndarray) -> SearchRequest:
         p = self.params
         crops = [self._crop(img, self.x_sz * f, p.instance_size) for f in self.scale_factors]
-        blob = to_blob(crops, p.colour == "rgb")
-        self._lap("preprocess")
-        out = self.engine.search(blob, self.kernels)
-        self._lap("engine")
+        return SearchRequest(to_blob(crops, p.colour == "rgb"), p.instance_size, img)
+
+    def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
+        p = self.params
         raw = out.outputs["response"][:, 0]
         side = self.response_side
         responses = np.stack([cv2.resize(r, (side, side), interpolation=cv2.INTER_CUBIC) for r in raw])
@@ -108,5 +108,4 @@ class SiamFCTracker(Tracker):
         self.x_sz = float(self.x_sz) * scale
         cy, cx = (float(v) for v in self.centre)
         h, w = (float(v) for v in self.target_sz)
-        self._lap("postprocess")
         return TrackResult(bbox=(cx - (w - 1) / 2, cy - (h - 1) / 2, w, h), score=peak)
