@@ -234,7 +234,9 @@ class OpenVINOEngine(Engine):
             self.from_cache[graph.name] = False
         self._compiled[graph.name] = compiled
         self._requests[graph.name] = compiled.create_infer_request()
-        self._outputs[graph.name] = [port.get_any_name() for port in compiled.outputs]
+        # the manifest's name of each output (a port may carry several names; get_any_name picks any)
+        self._outputs[graph.name] = [next((n for n in graph.output_names if n in port.get_names()),
+                                          port.get_any_name()) for port in compiled.outputs]
 
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""

@@ -29,7 +29,8 @@ from ..fsutil import check_export_destination, make_temp_dir, replace_dir, sweep
 from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo, is_export_folder,
                         sha256_file, write_manifest)
 from .fp16 import convert_mixed_fp16
-from .graphs import DEFAULT_BUCKETS, GraphSpec, TensorSpec, check_buckets, plan_graphs, search_sizes
+from .graphs import DEFAULT_BUCKETS  # noqa: F401 - re-exported
+from .graphs import GraphSpec, TensorSpec, check_buckets, plan_graphs, search_sizes
 from .opset import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
 
 def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
                  validate: bool = True, progress: bool = True, overwrite: bool = True,
-                 buckets: tuple[int, ...] | list[int] = DEFAULT_BUCKETS) -> ExportResult:
+                 buckets: tuple[int, ...] | list[int] = (1,)) -> ExportResult:
     """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
     ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
 
@@ -101,8 +102,9 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
     ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
     precision: ``fp32`` | ``fp16`` | ``both`` (fp16 = backbone/neck in FP16, the rest FP32; the FP32 graphs
     are always written as the reference). opset: ONNX opset, :data:`MIN_OPSET`..:data:`MAX_OPSET`.
-    buckets: targets per call to write batched graphs for (docs/multi_target.md#batched-graphs; ``(1,)``:
-    single-target graphs only, as exports before buckets).
+    buckets: targets per call to write batched graphs for (docs/multi_target.md#batched-graphs; the default
+    ``(1,)``: single-target graphs only, as exports before buckets; ``python -m siamdeploy.export`` writes
+    :data:`DEFAULT_BUCKETS` unless told otherwise).
     Raises :class:`ExportError` when validation fails.
     """
     if precision not in ("fp32", "fp16", "both"):

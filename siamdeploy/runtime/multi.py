@@ -50,6 +50,11 @@ class MultiTracker:
         self._next = 0
         self.timings: dict[str, float] = {}
 
+    def new_tracker(self) -> Tracker:
+        """A fresh single-target tracker over this engine (not held by the MultiTracker; for callers that
+        drive trackers themselves, e.g. through :func:`siamdeploy.runtime.batch.track_together`)."""
+        return self._make()
+
     # ---- targets
     @property
     def ids(self) -> list[int]:

@@ -82,7 +82,7 @@ class Tracker(ABC):
         self.kernels = kernels
         self._on_init()
 
-    def _on_init(self) -> None:
+    def _on_init(self) -> None:  # noqa: B027 - an optional hook: most trackers keep nothing extra
         """Hook for variants that keep extra state."""
 
     def track(self, frame: np.ndarray) -> TrackResult:
