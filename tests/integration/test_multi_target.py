@@ -278,3 +278,18 @@ def test_export_cli_buckets_refused(tmp_path, random_checkpoint) -> None:
     assert main([random_checkpoint("siamfc"), "--out", str(tmp_path / "e"), "--buckets", "1,x"]) == 1
     assert main([random_checkpoint("siamfc"), "--out", str(tmp_path / "e"), "--buckets", "0,2"]) == 1
     assert not os.path.exists(tmp_path / "e")
+
+
+def test_tensorrt_view_leaves_bucket_graphs_out(bucket_exports: dict[str, str]) -> None:
+    """TensorRT builds the single-target graphs only (it runs one call per target): its manifest view of an
+    export with buckets lists no bucket graph, from the typed manifest and from the JSON alike."""
+    import json
+
+    from siamdeploy.manifest import read_manifest
+    from siamdeploy.tensorrt.manifest_view import as_view
+
+    folder = bucket_exports["siamrpn_alex_dwxcorr"]
+    with open(os.path.join(folder, "manifest.json")) as fh:
+        data = json.load(fh)
+    for view in (as_view(read_manifest(folder)), as_view(data)):
+        assert set(view.graphs) == {"template", "search"}
