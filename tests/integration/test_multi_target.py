@@ -293,3 +293,37 @@ def test_tensorrt_view_leaves_bucket_graphs_out(bucket_exports: dict[str, str]) 
         data = json.load(fh)
     for view in (as_view(read_manifest(folder)), as_view(data)):
         assert set(view.graphs) == {"template", "search"}
+
+
+def test_run_cli_several_targets_one_call_per_frame(tmp_path, random_checkpoint) -> None:
+    """``python -m siamdeploy.run`` with two ``--init``: one engine call per frame in the summary, and each
+    target's results file equals a run with that target alone."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    video = str(tmp_path / "in.avi")
+    seq = generate_sequence(seed=4, num_frames=4, size=(320, 240))
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for frame in seq.frames:
+        writer.write(frame)
+    writer.release()
+    inits = ["100,80,40,40", "10,10,30,30"]
+
+    def run(out: str, *boxes: str) -> str:
+        args = [sys.executable, "-m", "siamdeploy.run", video, "--model", random_checkpoint("siamrpn_alex_dwxcorr"),
+                "--out", str(tmp_path / out), "--save", "none", "-q"]
+        for box in boxes:
+            args += ["--init", box]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    stdout = run("both", *inits)
+    assert "engine calls per frame: 1.00 (2 targets)" in stdout
+    for i, box in enumerate(inits):
+        assert "engine calls per frame: 1.00 (1 target)" in run(f"alone{i}", box)
+        together = np.loadtxt(tmp_path / "both" / f"results_target{i}.txt", delimiter=",")
+        alone = np.loadtxt(tmp_path / f"alone{i}" / "results.txt", delimiter=",")
+        assert np.abs(together - alone).max() <= 2e-3  # results files hold 4 decimals
