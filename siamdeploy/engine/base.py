@@ -81,7 +81,8 @@ class Engine(ABC):
         if len(xs) != len(kernels):
             raise InputError(f"search_many got {len(xs)} search inputs and {len(kernels)} kernel sets; pass one "
                              "kernel set per search input")
-        if len(xs) < 2 or not self.batched_search_for(xs[0]):
+        buckets = self.search_buckets(xs[0]) if xs else (1,)
+        if len(xs) < 2 or len(buckets) < 2:
             return [self.search(x, k) for x, k in zip(xs, kernels)]
         first = xs[0]
         for x in xs:
@@ -90,7 +91,7 @@ class Engine(ABC):
                 raise InputError(f"search_many needs equal search shapes, got {first.shape} and {x.shape}; group "
                                  "the targets by search size (siamdeploy.runtime.batch.track_together does)")
         outs: list[SearchOutput] = []
-        for start, stop, bucket in bucket_chunks(len(xs), self.buckets):
+        for start, stop, bucket in bucket_chunks(len(xs), buckets):
             self.search_calls += 1
             got = self._search_batch(list(xs[start:stop]), list(kernels[start:stop]), bucket)
             for out in got:
@@ -98,13 +99,14 @@ class Engine(ABC):
             outs += got
         return outs
 
-    # targets per batched search call this engine has graphs for (ascending, 1 first); (1,): none. The torch
-    # engine batches any count (its "buckets" are a cap per call, not padding).
+    # targets per batched call this engine has graphs for (ascending, 1 first; the normal search size and the
+    # template); (1,): none. The torch engine batches any count (its "buckets" are a cap per call, not padding).
     buckets: tuple[int, ...] = (1,)
 
-    def batched_search_for(self, x: np.ndarray) -> bool:
-        """Whether :meth:`search_many` batches searches shaped like ``x`` (False: one call per target)."""
-        return False
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        """Targets per call :meth:`search_many` can run for searches shaped like ``x`` (``(1,)``: one call per
+        target; a secondary search size, e.g. the long-term 831 search, may have fewer buckets)."""
+        return (1,)
 
     def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
         """One network call for ``len(xs) <= bucket`` targets (padded up to ``bucket`` where the graph needs it)."""

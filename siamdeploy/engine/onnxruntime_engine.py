@@ -93,8 +93,8 @@ class OnnxRuntimeEngine(Engine):
                 graph_path(self.folder, graph), options, providers=providers, provider_options=provider_options)
         return graph.name
 
-    def batched_search_for(self, x: np.ndarray) -> bool:
-        return len(self.buckets) > 1 and all((x.shape[-1], b) in self._batched for b in self.buckets[1:])
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
 
     def _host_kernels(self, kernels: list[Any], bucket: int) -> list[np.ndarray]:
         def build(sets: list[Any]) -> list[np.ndarray]:

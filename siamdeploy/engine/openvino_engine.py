@@ -253,8 +253,8 @@ class OpenVINOEngine(Engine):
             self._compile(graph, self.precision)
         return str(graph.name)
 
-    def batched_search_for(self, x: np.ndarray) -> bool:
-        return len(self.buckets) > 1 and all((x.shape[-1], b) in self._batched for b in self.buckets[1:])
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
 
     def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
         if bucket == 1:

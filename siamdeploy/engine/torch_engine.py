@@ -67,8 +67,8 @@ class TorchEngine(Engine):
     # ---- several targets per call: no graphs, the batch is folded into the correlation directly (up to 32 a call)
     buckets = (1, 32)
 
-    def batched_search_for(self, x: np.ndarray) -> bool:
-        return not self.cuda_graph
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1,) if self.cuda_graph else self.buckets
 
     def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
         count = len(xs)

@@ -106,6 +106,11 @@ def _shapes(module: nn.Module, args: tuple[torch.Tensor, ...]) -> list[tuple[int
     return [tuple(t.shape) for t in out]
 
 
+# secondary search sizes (the long-term 831 search of lost targets, DaSiamRPN-BIG's small-target 287) get
+# buckets up to this size only: few targets take them at once, and their crops are large
+SECONDARY_MAX_BUCKET = 8
+
+
 def check_buckets(buckets: object) -> tuple[int, ...]:
     """Bucket sizes as a sorted tuple with 1 first; anything but positive integers is an :class:`ExportError`."""
     from ..errors import ExportError
@@ -122,7 +127,8 @@ def check_buckets(buckets: object) -> tuple[int, ...]:
 def plan_graphs(net: SiameseNet, preset: Preset, buckets: tuple[int, ...] = (1,)
                 ) -> list[tuple[GraphSpec, nn.Module, tuple[torch.Tensor, ...]]]:
     """The graphs to export with their torch modules and example inputs (real shapes, zeros); ``buckets``:
-    targets per call, one template and one search graph per search size for every bucket above 1."""
+    targets per call, one template and one search graph per search size for every bucket above 1 (secondary
+    search sizes up to :data:`SECONDARY_MAX_BUCKET`)."""
     p = preset.track
     net = net.eval()
     plans = []
@@ -151,6 +157,8 @@ def plan_graphs(net: SiameseNet, preset: Preset, buckets: tuple[int, ...] = (1,)
                                 kb_specs, targets=targets), template, (zb,)))
         branch = _SearchBranch(net, targets).eval()
         for index, size in enumerate(search_sizes(preset)):
+            if index > 0 and targets > SECONDARY_MAX_BUCKET:
+                continue
             x = torch.zeros(targets * search_batch(preset), 3, size, size)
             out_shapes = _shapes(branch, (x, *kb))
             outputs = tuple(TensorSpec(n, s) for n, s in zip(net.output_names, out_shapes))

@@ -327,3 +327,17 @@ def test_run_cli_several_targets_one_call_per_frame(tmp_path, random_checkpoint)
         together = np.loadtxt(tmp_path / "both" / f"results_target{i}.txt", delimiter=",")
         alone = np.loadtxt(tmp_path / f"alone{i}" / "results.txt", delimiter=",")
         assert np.abs(together - alone).max() <= 2e-3  # results files hold 4 decimals
+
+
+def test_secondary_search_sizes_get_small_buckets_only(monkeypatch) -> None:
+    """The long-term lost search (a secondary search size) gets bucket graphs up to SECONDARY_MAX_BUCKET."""
+    from siamdeploy.export import graphs
+
+    monkeypatch.setattr(graphs, "SECONDARY_MAX_BUCKET", 2)
+    net = _NETS.get("alex_lt") or _engine("alex_lt").net
+    plans = graphs.plan_graphs(net, _preset("alex_lt"), buckets=(1, 2, 3))  # type: ignore[arg-type]
+    names = {spec.name: spec for spec, _, _ in plans}
+    assert {"search", "search_415", "search_b2", "search_415_b2", "search_b3", "template_b3"} <= set(names)
+    assert "search_415_b3" not in names
+    assert names["search_415_b2"].inputs[0].shape == (2, 3, 415, 415)
+    assert names["template_b3"].outputs[0].shape[0] == 3 * names["template"].outputs[0].shape[0]
