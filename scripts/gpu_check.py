@@ -12,7 +12,8 @@ Steps (each under its own time limit, all within ``--budget-s``, default 480 s):
    FP16 + CUDA graph, onnxruntime CUDA when onnxruntime-gpu is installed, TensorRT FP32/FP16 when tensorrt
    and cuda-python are; one run per preset (a slow preset cannot lose the others) -> ``latency.json``,
    ``latency.png``;
-4. multi-target throughput: a hook, run when ``benchmarks/throughput.py`` exists (not written yet);
+4. multi-target throughput (``benchmarks/multi_target.py``): N = 1, 8, 32 targets on the GPU rows, batched vs
+   single calls, checking a gain of at least 10x at N = 32 -> ``multi_target.json``, ``multi_target.png``;
 5. ``summary.txt`` (short, human-readable) and ``gpu_check.json`` (every step: command, status, seconds).
 
 Assumes no network: install beforehand (see the README's "GPU check" section). Exit status 0 when every step
@@ -34,7 +35,7 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = ("siamrpn_alex_dwxcorr", "siamrpn_mobilev2_l234_dwxcorr", "siamrpn_r50_l234_dwxcorr")
-MULTI_TARGET_SCRIPT = os.path.join("benchmarks", "throughput.py")  # hook: multi-target throughput, when it lands
+MULTI_TARGET_SCRIPT = os.path.join("benchmarks", "multi_target.py")  # multi-target throughput (run when present)
 DEFAULT_BUDGET_S = 480.0
 TEST_SHARE_S = 240.0
 BENCH_SHARE_S = {"siamrpn_alex_dwxcorr": 50.0, "siamrpn_mobilev2_l234_dwxcorr": 60.0, "siamrpn_r50_l234_dwxcorr": 90.0}
@@ -162,9 +163,10 @@ def plan(out_dir: str) -> list[dict[str, Any]]:
                               "--frames", "30" if heavy else "50", "--warmup", "5" if heavy else "10",
                               *(["--skip-cpu"] if heavy else []),
                               "--json", os.path.join(out_dir, f"latency_{preset}.json")]})
-    steps.append({"name": "multi-target throughput", "timeout": 60.0, "outputs": ["throughput.json"],
-                  "hook": True,  # runs only once benchmarks/throughput.py exists
-                  "cmd": [sys.executable, MULTI_TARGET_SCRIPT, "--json", os.path.join(out_dir, "throughput.json")]})
+    steps.append({"name": "multi-target throughput", "timeout": 60.0, "outputs": ["multi_target.json"],
+                  "hook": True,  # runs when benchmarks/multi_target.py exists
+                  "cmd": [sys.executable, MULTI_TARGET_SCRIPT, "--targets", "1,8,32", "--frames", "10", "--skip-cpu",
+                          "--check", "32", "--min-gain", "10", "--out", out_dir]})
     return steps
 
 

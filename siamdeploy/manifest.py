@@ -29,7 +29,12 @@ FORMAT_VERSION = 2
 # the formats this version reads; 1 was written by siamdeploy 0.1.0 (untyped, accepted by version equality)
 READABLE_FORMATS = (2,)
 REEXPORT = "re-export it: python -m siamdeploy.export CHECKPOINT [--config config.yaml] --out FOLDER"
-ROLES = ("template", "search", "refine", "mask_head")
+# template_batched / search_batched: the same branches for a bucket of ``targets`` targets in one call (an
+# addition to format 2: a reader that predates them refuses the folder naming the unknown role)
+ROLES = ("template", "search", "refine", "mask_head", "template_batched", "search_batched")
+# targets per call the exporter writes bucket graphs for by default (python -m siamdeploy.export --buckets)
+DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32)
+BATCHED_ROLES = {"template_batched": "template", "search_batched": "search"}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
@@ -57,7 +62,9 @@ class GraphFile:
 
     ``name``: graph name (``template``, ``search``, ``search_831``, ``refine``, ``mask_head``); ``role``: one of
     :data:`ROLES`; ``instance_size``: search-crop side in network pixels (search graphs only);
-    ``fp32_nodes``: nodes kept in FP32 in a reduced-precision graph.
+    ``fp32_nodes``: nodes kept in FP32 in a reduced-precision graph. ``targets``: how many targets one call
+    carries (1; a bucket size for the ``*_batched`` roles, whose tensors hold that many targets' rows
+    target-major, docs/multi_target.md#batched-graphs).
     """
 
     name: str
@@ -70,6 +77,7 @@ class GraphFile:
     instance_size: int | None = None
     fp32_nodes: tuple[str, ...] = ()
     reduced_nodes: int = 0
+    targets: int = 1
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -119,9 +127,11 @@ class ExportManifest:
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        """Precisions for which every graph of the export exists, in :data:`PRECISIONS` order."""
-        names = {g.name for g in self.graphs}
-        have = [p for p in PRECISIONS if {g.name for g in self.graphs if g.precision == p} == names]
+        """Precisions for which every single-target graph of the export exists, in :data:`PRECISIONS` order (bucket
+        graphs are optional per precision: :meth:`batched_graphs`)."""
+        single = [g for g in self.graphs if g.role not in BATCHED_ROLES]
+        names = {g.name for g in single}
+        have = [p for p in PRECISIONS if {g.name for g in single if g.precision == p} == names]
         return tuple(have)
 
     def graph(self, name: str, precision: str = "fp32") -> GraphFile:
@@ -145,13 +155,26 @@ class ExportManifest:
         return any(g.name == name for g in self.graphs)
 
     def graphs_for(self, precision: str) -> list[GraphFile]:
-        """One file per graph name in ``precision`` (raises when the export lacks that precision)."""
-        return [self.graph(name, precision) for name in self.graph_names()]
+        """One file per single-target graph name in ``precision`` (raises when the export lacks that precision);
+        the bucket graphs are listed by :meth:`batched_graphs`."""
+        single = {g.name for g in self.graphs if g.role not in BATCHED_ROLES}
+        return [self.graph(name, precision) for name in self.graph_names() if name in single]
 
     def search_graphs(self, precision: str = "fp32") -> dict[int, GraphFile]:
         """Search graphs by search-crop side."""
         return {int(g.instance_size): g for g in self.graphs_for(precision)
                 if g.role == "search" and g.instance_size is not None}
+
+    def batched_graphs(self, role: str, precision: str = "fp32") -> dict[tuple[int | None, int], GraphFile]:
+        """Bucket graphs of ``role`` (``template`` or ``search``) by ``(search size or None, targets)``; empty for
+        an export written without buckets."""
+        batched = next(k for k, v in BATCHED_ROLES.items() if v == role)
+        return {(g.instance_size, g.targets): g for g in self.graphs
+                if g.role == batched and g.precision == precision}
+
+    def buckets(self, precision: str = "fp32") -> tuple[int, ...]:
+        """Targets per call the export has graphs for (``(1,)`` without batched graphs), ascending."""
+        return tuple(sorted({1} | {t for (_, t) in self.batched_graphs("search", precision)}))
 
     def kernel_names(self, precision: str = "fp32") -> tuple[str, ...]:
         """The template graph's outputs, which are the search graphs' kernel inputs, in order."""
@@ -178,6 +201,8 @@ class ExportManifest:
                 "inputs": [_tensor_dict(t) for t in g.inputs], "outputs": [_tensor_dict(t) for t in g.outputs]}
             if g.precision != "fp32":
                 entry.update(fp32_nodes=list(g.fp32_nodes), reduced_nodes=g.reduced_nodes)
+            if g.role in BATCHED_ROLES:
+                entry["targets"] = g.targets
             graphs.setdefault(g.name, {})[g.precision] = entry
         return {"format": FORMAT, "format_version": self.format_version,
                 "siamdeploy_version": self.siamdeploy_version, "created": self.created,
@@ -304,6 +329,10 @@ def manifest_from_dict(data: Any) -> ExportManifest:
             size = entry.get("instance_size")
             if size is not None:
                 _expect(size, int, f"{where}.instance_size")
+            targets = entry.get("targets", 1)
+            _expect(targets, int, f"{where}.targets")
+            if targets < 1 or (role in BATCHED_ROLES) != (targets > 1):
+                raise ExportError(f"manifest field {where}.targets is {targets} for a {role} graph; {REEXPORT}")
             graphs.append(GraphFile(
                 name=name, role=role, precision=precision,
                 file=_plain_file_name(_get(entry, "file", str, where), f"{where}.file"),
@@ -311,7 +340,7 @@ def manifest_from_dict(data: Any) -> ExportManifest:
                 inputs=_tensors(entry.get("inputs"), f"{where}.inputs"),
                 outputs=_tensors(entry.get("outputs"), f"{where}.outputs"),
                 instance_size=size, fp32_nodes=tuple(str(n) for n in entry.get("fp32_nodes", ())),
-                reduced_nodes=int(entry.get("reduced_nodes", 0))))
+                reduced_nodes=int(entry.get("reduced_nodes", 0)), targets=targets))
     if not any(g.role == "template" for g in graphs) or not any(g.role == "search" for g in graphs):
         raise ExportError(f"manifest lists no template or no search graph; {REEXPORT}")
     inp = _get(data, "input", dict, "")

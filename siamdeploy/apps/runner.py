@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InputError, SiamDeployError
 from ..eval.metrics import iou, success_auc
 from ..runtime import Tracker, TrackResult
+from ..runtime.batch import track_together
 from .display import TkDisplay
 from .draw import COLOURS, draw_result, draw_text
 from .sources import Source
@@ -106,6 +107,8 @@ class Summary:
     interrupted: bool = False
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    targets: int = 1
+    engine_calls: int = 0  # Engine.search_calls over the tracked frames (all targets of a frame in one call)
 
     def add(self, stage: str, seconds: float) -> None:
         self.timer.add(stage, seconds)
@@ -123,6 +126,10 @@ class Summary:
         total = self.timer.stages.get("frame")
         if total is not None and total.count:
             out.append(f"  throughput {1000.0 / max(total.mean, 1e-9):.1f} FPS end to end")
+        tracked = self.timer.stages.get("track")
+        if tracked is not None and tracked.count:
+            out.append(f"engine calls per frame: {self.engine_calls / tracked.count:.2f} ({self.targets} "
+                       f"target{'s' if self.targets != 1 else ''})")
         if self.success is not None:
             out.append(f"success score (OTB AUC) against ground truth: {self.success:.3f}   mean IoU: "
                        f"{self.mean_iou:.3f}")
@@ -355,26 +362,36 @@ def run_frames(frames: Iterator[np.ndarray], first: np.ndarray, trackers: list[T
                 if frame is None:
                     break
             index += 1
+            engine_s = 0.0
             t0 = time.perf_counter()
             truth = ground_truth[index] if index < gt_len else None
             if index == 0:
                 results = [TrackResult(bbox=tuple(float(v) for v in b), score=1.0) for b in inits]
             else:
                 summary.add("read", t0 - t_read)
+                calls = trackers[0].engine.search_calls
                 try:
-                    results = [tracker.track(frame) for tracker in trackers]
+                    # several targets: one batched search per search size (track_together)
+                    results = (track_together(trackers, [frame] * len(trackers)) if len(trackers) > 1
+                               else [trackers[0].track(frame)])
                 except SiamDeployError as err:
                     summary.error = f"frame {index}: {err}"
                     break
-                summary.add("track", time.perf_counter() - t0)
-                for stage in ("preprocess", "engine", "postprocess"):
-                    summary.add(stage, sum(t.timings.get(stage, 0.0) for t in trackers))
+                took = time.perf_counter() - t0
+                summary.add("track", took)
+                summary.engine_calls += trackers[0].engine.search_calls - calls
+                stages = {stage: sum(t.timings.get(stage, 0.0) for t in trackers)
+                          for stage in ("preprocess", "engine", "postprocess")}
+                if len(trackers) > 1:  # the shared call is timed by none of the trackers
+                    stages["engine"] = max(stages["engine"], took - stages["preprocess"] - stages["postprocess"])
+                for stage, seconds in stages.items():
+                    summary.add(stage, seconds)
+                engine_s = stages["engine"]
             if truth is not None:
                 predictions.append(tuple(float(v) for v in results[0].bbox))  # type: ignore[arg-type]
             item = FrameResult(index, frame, results, truth)
             if canvas_needed:
                 t1 = time.perf_counter()
-                engine_s = sum(t.timings.get("engine", 0.0) for t in trackers)
                 fps_line = (f"{summary.backend}  {1.0 / max(t1 - t_read, 1e-9):.1f} FPS end to end, "
                             f"{1.0 / max(engine_s, 1e-9):.1f} FPS engine") if index else ""
                 item.canvas = _annotate(item, summary.backend, fps_line)
@@ -459,10 +476,12 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
                 raise InputError("no target selected; drag a box on the first frame or pass --init x,y,w,h")
             inits = [box]
         trackers = [new_tracker() for _ in inits]
-        summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name)
+        summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name, targets=len(trackers))
         t0 = time.perf_counter()
-        for tracker, box in zip(trackers, inits):  # a bad init box fails here, before any output file exists
-            tracker.init(first, box)
+        # a bad init box fails here, before any output file exists; one template call for all targets
+        blobs = [tracker.init_prepare(first, box) for tracker, box in zip(trackers, inits)]
+        for tracker, kernels in zip(trackers, trackers[0].engine.template_many(blobs)):
+            tracker.init_finish(kernels)
         summary.add("init", time.perf_counter() - t0)
     except BaseException:
         source.close()

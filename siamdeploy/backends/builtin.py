@@ -93,7 +93,7 @@ class _OnnxBackend(Backend):
 
         precision = request.precision or cls.default_precision
         folder, manifest = ensure_export(request.model_path, precision, request.config, request.preset,
-                                         request.allow_unsafe_pickle)
+                                         request.allow_unsafe_pickle, request.buckets)
         device = request.device or cls.default_device
         kind, _, index = device.partition(":")
         provider = "CPUExecutionProvider" if kind == "cpu" else cls.provider
@@ -165,7 +165,7 @@ class TensorRTBackend(Backend):
 
         # the FP16 build needs the mixed-precision graphs (strongly typed) or their fp32_nodes list (pins)
         folder, manifest = ensure_export(request.model_path, "fp16", request.config, request.preset,
-                                         request.allow_unsafe_pickle)
+                                         request.allow_unsafe_pickle, request.buckets)
         if is_export_folder(request.model_path):
             root = trt_cache.default_root()
         else:  # a checkpoint: its export and engines live in the user cache
@@ -229,7 +229,7 @@ class OpenVINOBackend(Backend):
 
         # bf16 compiles the fp32 graphs with a bf16 inference precision: fp32 graphs are what it needs
         folder, manifest = ensure_export(request.model_path, "fp32", request.config, request.preset,
-                                         request.allow_unsafe_pickle)
+                                         request.allow_unsafe_pickle, request.buckets)
         engine = OpenVINOEngine(folder, manifest, precision=request.precision or cls.default_precision,
                                 device=request.device or cls.default_device, num_threads=threads_from_env(),
                                 cache_dir=default_compile_cache())

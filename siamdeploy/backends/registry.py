@@ -34,7 +34,8 @@ class LoadRequest:
     """What the user asked for. ``model_path``: checkpoint file or export folder; ``config``: pysot
     ``config.yaml`` or None; ``preset``: preset id / :class:`Preset` or None; ``device``: e.g. ``cpu``,
     ``cuda:0`` (None: the backend's default); ``precision``: one of :data:`PRECISIONS` (None: the backend's
-    default)."""
+    default); ``buckets``: targets per call the engine should have batched graphs for (ONNX-based backends
+    export a checkpoint with them; ``(1,)``: single-target graphs, see docs/multi_target.md)."""
 
     model_path: str
     config: str | None = None
@@ -42,6 +43,7 @@ class LoadRequest:
     device: str | None = None
     precision: str | None = None
     allow_unsafe_pickle: bool = False
+    buckets: tuple[int, ...] = (1,)
 
 
 class Backend(ABC):

@@ -74,12 +74,62 @@ class Engine(ABC):
         """Several targets' searches: ``xs[i]`` (``(n, 3, S, S)``, the same ``S`` and ``n`` for all) with
         ``kernels[i]`` -> one :class:`SearchOutput` per target, each equal to ``search(xs[i], kernels[i])``.
 
-        This default runs one call per target; engines with batched search graphs override it with one call.
+        This default runs one call per target; engines with batched search graphs override
+        :meth:`_search_batch` and run one call per bucket (:attr:`buckets`; targets are padded up to the
+        next bucket, more targets than the largest bucket take several calls).
         """
         if len(xs) != len(kernels):
             raise InputError(f"search_many got {len(xs)} search inputs and {len(kernels)} kernel sets; pass one "
                              "kernel set per search input")
-        return [self.search(x, k) for x, k in zip(xs, kernels)]
+        buckets = self.search_buckets(xs[0]) if xs else (1,)
+        if len(xs) < 2 or len(buckets) < 2:
+            return [self.search(x, k) for x, k in zip(xs, kernels)]
+        first = xs[0]
+        for x in xs:
+            _check_blob(x, "search input", None)
+            if x.shape != first.shape:
+                raise InputError(f"search_many needs equal search shapes, got {first.shape} and {x.shape}; group "
+                                 "the targets by search size (siamdeploy.runtime.batch.track_together does)")
+        outs: list[SearchOutput] = []
+        for start, stop, bucket in bucket_chunks(len(xs), buckets):
+            self.search_calls += 1
+            got = self._search_batch(list(xs[start:stop]), list(kernels[start:stop]), bucket)
+            for out in got:
+                check_finite_outputs(out.outputs, self.backend)
+            outs += got
+        return outs
+
+    # targets per batched call this engine has graphs for (ascending, 1 first; the normal search size and the
+    # template); (1,): none. The torch engine batches any count (its "buckets" are a cap per call, not padding).
+    buckets: tuple[int, ...] = (1,)
+
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        """Targets per call :meth:`search_many` can run for searches shaped like ``x`` (``(1,)``: one call per
+        target; a secondary search size, e.g. the long-term 831 search, may have fewer buckets)."""
+        return (1,)
+
+    def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
+        """One network call for ``len(xs) <= bucket`` targets (padded up to ``bucket`` where the graph needs it)."""
+        raise NotImplementedError(f"{self.backend} engine has no batched search")
+
+    def template_many(self, zs: Sequence[np.ndarray]) -> list[Any]:
+        """Several targets' templates: ``zs[i]`` ``(1, 3, 127, 127)`` -> one kernel set per target, each equal
+        to ``template(zs[i])``. One call per bucket where the engine has batched template graphs."""
+        for z in zs:
+            _check_blob(z, "template input", self.exemplar_size)
+        if len(zs) < 2 or not self.batched_template():
+            return [self._template(z) for z in zs]
+        out: list[Any] = []
+        for start, stop, bucket in bucket_chunks(len(zs), self.buckets):
+            out += self._template_batch(list(zs[start:stop]), bucket)
+        return out
+
+    def batched_template(self) -> bool:
+        """Whether :meth:`template_many` runs one call per bucket."""
+        return False
+
+    def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
+        raise NotImplementedError(f"{self.backend} engine has no batched template")
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         """SiamMask: mask logits ``(127, 127)`` float32 at score cell ``(y, x)`` of the last search."""
@@ -97,6 +147,62 @@ class Engine(ABC):
 
     def describe(self) -> str:
         return f"{self.backend} ({self.precision}, {self.device})"
+
+
+def bucket_chunks(count: int, buckets: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Split ``count`` targets into calls: ``(start, stop, bucket)`` with ``stop - start <= bucket``.
+
+    Full calls of the largest bucket first, then the smallest bucket that holds the rest (5 targets with
+    buckets 1, 2, 4, 8 -> one 8-call padded by 3; 40 with ..32 -> 32 + 8).
+    """
+    largest = max(buckets)
+    chunks = []
+    start = 0
+    while count - start > largest:
+        chunks.append((start, start + largest, largest))
+        start += largest
+    rest = count - start
+    if rest:
+        chunks.append((start, count, min(b for b in buckets if b >= rest)))
+    return chunks
+
+
+def pad_rows(parts: Sequence[np.ndarray], bucket: int) -> np.ndarray:
+    """Concatenate per-target arrays along dim 0, repeating the last target until there are ``bucket`` of them
+    (padding rows are computed and dropped; a copy of a real target keeps them finite)."""
+    parts = list(parts) + [parts[-1]] * (bucket - len(parts))
+    return np.ascontiguousarray(np.concatenate(parts, axis=0), np.float32)
+
+
+def split_rows(named: dict[str, Any], count: int, rows: dict[str, int]) -> list[dict[str, Any]]:
+    """Target-major batched outputs -> ``count`` per-target dicts; ``rows[name]``: rows per target of output
+    ``name`` (the padding targets after ``count`` are dropped)."""
+    return [{n: v[i * rows[n]:(i + 1) * rows[n]] for n, v in named.items()} for i in range(count)]
+
+
+class KernelStacks:
+    """Concatenated kernels of a set of targets, kept while the same targets (the same kernel objects) come
+    back frame after frame; a few sets at once (a long-term tracker's lost targets form a second one)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._stacks: list[tuple[list[Any], Any, Any]] = []
+
+    def get(self, kernels: Sequence[Any], tag: Any, build: Any) -> Any:
+        """The stack for ``kernels`` (compared by identity) and ``tag`` (e.g. the bucket), built by
+        ``build(kernels)`` when missing."""
+        for index, (held, held_tag, stack) in enumerate(self._stacks):
+            if held_tag == tag and len(held) == len(kernels) and all(a is b for a, b in zip(held, kernels)):
+                if index:
+                    self._stacks.insert(0, self._stacks.pop(index))
+                return stack
+        stack = build(list(kernels))
+        self._stacks.insert(0, (list(kernels), tag, stack))
+        del self._stacks[self.keep:]
+        return stack
+
+    def clear(self) -> None:
+        self._stacks.clear()
 
 
 def check_finite_outputs(outputs: dict[str, Any], backend: str) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DependencyError, EngineError
 from ..families import family_of
 from ..manifest import ExportManifest, graph_path
-from .base import Engine, SearchOutput, crop_refine_inputs_np
+from .base import Engine, KernelStacks, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,61 @@ class OnnxRuntimeEngine(Engine):
         self.kernel_names = list(manifest.kernel_names(precision))
         self.exemplar_size = manifest.exemplar_size
         self._ort = ort
+        # bucket graphs (several targets per call): sessions made on first use
+        self._batched = {key: g for role in ("template", "search")
+                         for key, g in manifest.batched_graphs(role, precision).items()}
+        self.buckets = manifest.buckets(precision)
+        self._session_args = (options, providers, provider_options)
+        self._stacks = KernelStacks()
+        self._kernel_rows = [t.shape[0] for t in manifest.graph("template", precision).outputs]
 
     def close(self) -> None:
         self.sessions.clear()
+        self._stacks.clear()
+
+    # ---- several targets per call (bucket graphs, docs/multi_target.md#batched-graphs)
+    def _bucket_session(self, size: int | None, bucket: int) -> str:
+        graph = self._batched[(size, bucket)]
+        if graph.name not in self.sessions:
+            options, providers, provider_options = self._session_args
+            self.sessions[graph.name] = self._ort.InferenceSession(
+                graph_path(self.folder, graph), options, providers=providers, provider_options=provider_options)
+        return graph.name
+
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
+
+    def _host_kernels(self, kernels: list[Any], bucket: int) -> list[np.ndarray]:
+        def build(sets: list[Any]) -> list[np.ndarray]:
+            return [pad_rows([k if isinstance(k, np.ndarray) else k.numpy() for k in parts], bucket)
+                    for parts in zip(*sets)]
+        stacked: list[np.ndarray] = self._stacks.get(kernels, bucket, build)
+        return stacked
+
+    def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
+        count = len(xs)
+        if bucket == 1:
+            return [self._search(xs[0], kernels[0])]
+        name = self._bucket_session(xs[0].shape[-1], bucket)
+        feeds: dict[str, Any] = {"search": pad_rows(xs, bucket)}
+        feeds.update(zip(self.kernel_names, self._host_kernels(kernels, bucket)))
+        outs = self._run(name, feeds)
+        rows = {n: v.shape[0] // bucket for n, v in outs.items()}
+        return [self._split(part) for part in split_rows(outs, count, rows)]
+
+    def batched_template(self) -> bool:
+        return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
+
+    def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
+        if bucket == 1:
+            return [self._template(zs[0])]
+        outs = self._run(self._bucket_session(None, bucket), {"template": pad_rows(zs, bucket)})
+        sets = []
+        for i in range(len(zs)):
+            parts = [outs[n][i * r:(i + 1) * r] for n, r in zip(self.kernel_names, self._kernel_rows)]
+            sets.append([self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(p), self._io_device,
+                                                               self._device_id) for p in parts])
+        return sets
 
     def _run(self, name: str, feeds: dict[str, Any], keep_on_device: tuple[str, ...] = ()) -> dict[str, Any]:
         """Run one graph with I/O binding; outputs in ``keep_on_device`` stay OrtValues, the rest numpy."""

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError, DependencyError, EngineError
 from ..families import family_of
 from ..manifest import ExportManifest, graph_path
-from .base import Engine, SearchOutput, crop_refine_inputs_np
+from .base import Engine, KernelStacks, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -195,25 +195,15 @@ class OpenVINOEngine(Engine):
         self._bound: dict[str, Any] = {}  # the kernels each search request holds now
         self.search_by_size: dict[int, str] = {}
         self.from_cache: dict[str, bool] = {}
+        self._config = config
+        self._batched = {key: g for role in ("template", "search")
+                         for key, g in manifest.batched_graphs(role, "fp32").items()}
+        self.buckets = manifest.buckets("fp32")
+        self._stacks = KernelStacks()
+        self._kernel_rows = [t.shape[0] for t in manifest.graph("template", "fp32").outputs]
         started = time.perf_counter()
         for graph in manifest.graphs_for("fp32"):
-            try:
-                compiled = core().compile_model(graph_path(folder, graph), self.ov_device, config)
-            except RuntimeError as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise EngineError(f"OpenVINO could not compile {graph.file} for {self.ov_device}: {first[:200]}") \
-                    from None
-            ran = _RAN.get(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(), "?")
-            if ran != precision:  # OpenVINO falls back silently; siamdeploy does not
-                raise EngineError(f"OpenVINO compiled {graph.file} for {self.ov_device} with inference precision "
-                                  f"{ran} although {precision} was asked; use precision='fp32'")
-            try:
-                self.from_cache[graph.name] = bool(compiled.get_property("LOADED_FROM_CACHE"))
-            except RuntimeError:
-                self.from_cache[graph.name] = False
-            self._compiled[graph.name] = compiled
-            self._requests[graph.name] = compiled.create_infer_request()
-            self._outputs[graph.name] = [port.get_any_name() for port in compiled.outputs]
+            self._compile(graph, precision)
             if graph.role == "search" and graph.instance_size is not None:
                 self.search_by_size[graph.instance_size] = graph.name
         self.compile_s = time.perf_counter() - started
@@ -225,13 +215,73 @@ class OpenVINOEngine(Engine):
         log.info("%s: compiled %d graphs in %.2f s (%d from the cache)", self.describe(), len(self._compiled),
                  self.compile_s, sum(self.from_cache.values()))
 
+    def _compile(self, graph: Any, precision: str) -> None:
+        """Compile one graph (checking the precision it runs) and make its infer request."""
+        config = self._config
+        try:
+            compiled = core().compile_model(graph_path(self.folder, graph), self.ov_device, config)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise EngineError(f"OpenVINO could not compile {graph.file} for {self.ov_device}: {first[:200]}") \
+                from None
+        ran = _RAN.get(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(), "?")
+        if ran != precision:  # OpenVINO falls back silently; siamdeploy does not
+            raise EngineError(f"OpenVINO compiled {graph.file} for {self.ov_device} with inference precision "
+                              f"{ran} although {precision} was asked; use precision='fp32'")
+        try:
+            self.from_cache[graph.name] = bool(compiled.get_property("LOADED_FROM_CACHE"))
+        except RuntimeError:
+            self.from_cache[graph.name] = False
+        self._compiled[graph.name] = compiled
+        self._requests[graph.name] = compiled.create_infer_request()
+        # the manifest's name of each output (a port may carry several names; get_any_name picks any)
+        self._outputs[graph.name] = [next((n for n in graph.output_names if n in port.get_names()),
+                                          port.get_any_name()) for port in compiled.outputs]
+
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
         cached = " from cache" if self.from_cache and all(self.from_cache.values()) else ""
         return (f"{self.backend} ({self.precision}, {self.device}; OpenVINO {self.ov_device}, inference precision "
                 f"{_HINT.get(self.precision, self.precision)}{threads}{cached})")
 
+    # ---- several targets per call (bucket graphs, compiled on first use)
+    def _bucket_graph(self, size: int | None, bucket: int) -> str:
+        graph = self._batched[(size, bucket)]
+        if graph.name not in self._requests:
+            if not self._compiled:
+                raise EngineError("this openvino engine is closed; load the model again")
+            self._compile(graph, self.precision)
+        return str(graph.name)
+
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
+
+    def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
+        if bucket == 1:
+            return [self._search(xs[0], kernels[0])]
+        name = self._bucket_graph(xs[0].shape[-1], bucket)
+
+        def build(sets: list[Any]) -> list[np.ndarray]:
+            return [pad_rows([np.asarray(k.data if isinstance(k, self._ov.Tensor) else k) for k in parts], bucket)
+                    for parts in zip(*sets)]
+        feeds = {"search": pad_rows(xs, bucket), **dict(zip(self.kernel_names, self._stacks.get(kernels, bucket,
+                                                                                                build)))}
+        outs = self._infer(name, feeds)
+        rows = {n: v.shape[0] // bucket for n, v in outs.items()}
+        return [self._split(part) for part in split_rows(outs, len(xs), rows)]
+
+    def batched_template(self) -> bool:
+        return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
+
+    def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
+        if bucket == 1:
+            return [self._template(zs[0])]
+        outs = self._infer(self._bucket_graph(None, bucket), {"template": pad_rows(zs, bucket)})
+        return [tuple(self._ov.Tensor(np.ascontiguousarray(outs[n][i * r:(i + 1) * r]))
+                      for n, r in zip(self.kernel_names, self._kernel_rows)) for i in range(len(zs))]
+
     def close(self) -> None:
+        self._stacks.clear()
         self._bound.clear()
         self._requests.clear()
         self._compiled.clear()

@@ -16,7 +16,7 @@ import torch
 from ..errors import EngineError
 from ..models import SiameseNet
 from ..models.heads import crop_refine_inputs
-from .base import Engine, SearchOutput
+from .base import Engine, KernelStacks, SearchOutput, split_rows
 
 
 class TorchEngine(Engine):
@@ -45,6 +45,7 @@ class TorchEngine(Engine):
         self.precision = precision
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple[int, ...], tuple[Any, ...]] = {}
+        self._stacks = KernelStacks()
         if precision == "fp16":
             self.net.half_features()
 
@@ -62,6 +63,31 @@ class TorchEngine(Engine):
             outs = self.net.search(self._tensor(x), *kernels)
         return self._split({n: t.cpu().numpy() if n in self.head_outputs else t
                             for n, t in zip(self.output_names, outs)})
+
+    # ---- several targets per call: no graphs, the batch is folded into the correlation directly (up to 32 a call)
+    buckets = (1, 32)
+
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1,) if self.cuda_graph else self.buckets
+
+    def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
+        count = len(xs)
+        stacked = self._stacks.get(kernels, None, lambda ks: [torch.cat(parts) for parts in zip(*ks)])
+        with torch.inference_mode():
+            outs = self.net.search(self._tensor(np.concatenate(xs)), *stacked, targets=count)
+        named = {n: t.cpu().numpy() if n in self.head_outputs else t for n, t in zip(self.output_names, outs)}
+        rows = {n: v.shape[0] // count for n, v in named.items()}
+        return [self._split(part) for part in split_rows(named, count, rows)]
+
+    def batched_template(self) -> bool:
+        return True
+
+    def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
+        count = len(zs)
+        with torch.inference_mode():
+            stacked = self.net.template(self._tensor(np.concatenate(zs)))
+        return [tuple(k[i * (k.shape[0] // count):(i + 1) * (k.shape[0] // count)] for k in stacked)
+                for i in range(count)]
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         y, x = cell
@@ -106,6 +132,7 @@ class TorchEngine(Engine):
 
     def close(self) -> None:
         self._graphs.clear()
+        self._stacks.clear()
 
     def describe(self) -> str:
         return f"{self.backend} ({self.precision}, {self.device}{', CUDA graph' if self.cuda_graph else ''})"

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace an existing export folder at --out (never anything else)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "both"),
                     help="fp16: backbone/neck FP16, correlation/heads/I-O FP32 (FP32 graphs are always written)")
+    ap.add_argument("--buckets", default="1,2,4,8,16,32", metavar="B,B,...",
+                    help="targets per call to write batched search/template graphs for (default 1,2,4,8,16,32; "
+                         "1: single-target graphs only); several targets of a frame run the next bucket up")
     ap.add_argument("--opset", type=int, default=17, help="ONNX opset, 11..20 (default 17)")
     ap.add_argument("--no-validate", action="store_true", help="skip the comparison against PyTorch")
     ap.add_argument("--engine", action="store_true",
@@ -63,10 +66,22 @@ def _check_args(args: argparse.Namespace, is_export: bool) -> None:
         raise ExportError("give either --config or --preset, not both")
     check_model_args(args, None)
     check_opset(args.opset)
+    parse_buckets(args.buckets)
     if args.preset is not None:
         from ..presets import get_preset
 
         get_preset(args.preset)
+
+
+def parse_buckets(text: str) -> tuple[int, ...]:
+    """``--buckets 1,2,4`` -> ``(1, 2, 4)`` (1 always included); anything else is an :class:`ExportError`."""
+    from .graphs import check_buckets
+
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ExportError(f"--buckets must be comma-separated integers such as 1,2,4,8, got '{text[:40]}'") from None
+    return check_buckets(values)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -99,7 +114,7 @@ def _export(args: argparse.Namespace) -> int:
                                                     "needs them")
         precision = "both"
     result = export_model(loaded, out, precision=precision, opset=args.opset, validate=not args.no_validate,
-                          progress=not args.quiet, overwrite=args.force)
+                          progress=not args.quiet, overwrite=args.force, buckets=parse_buckets(args.buckets))
     built = _build_engines(args, result.folder) if args.engine else None
     print(f"exported {loaded.preset.name} to {result.folder}:")
     for graph in result.manifest.graphs:

@@ -48,11 +48,13 @@ def check_agrees(folder: str, config: str | None, preset: object) -> ExportManif
 
 
 def ensure_export(model_path: str, precision: str, config: str | None = None, preset: object = None,
-                  allow_unsafe_pickle: bool = False) -> tuple[str, ExportManifest]:
+                  allow_unsafe_pickle: bool = False, buckets: tuple[int, ...] = (1,)) -> tuple[str, ExportManifest]:
     """A verified export folder holding ``precision`` graphs for ``model_path``, and its manifest.
 
     ``model_path``: an export folder (used as is; ``config``/``preset`` must agree with its manifest) or a
     checkpoint (exported once into the cache, keyed by checkpoint sha256 and every preset parameter).
+    ``buckets``: targets per call to export batched graphs for (part of the cache key; an export folder is
+    used with the buckets it has, and engines run one call per target where it has none).
     """
     if is_export_folder(model_path):
         manifest = read_manifest(model_path)
@@ -71,6 +73,9 @@ def ensure_export(model_path: str, precision: str, config: str | None = None, pr
 
     loaded = load_model(model_path, config=config, preset=preset, allow_unsafe_pickle=allow_unsafe_pickle)
     key = f"{loaded.preset.name}-{sha256_file(model_path)[:16]}-{preset_fingerprint(loaded.preset)[:12]}"
+    buckets = tuple(sorted({1, *buckets}))
+    if buckets != (1,):
+        key += "-b" + "_".join(str(b) for b in buckets[1:])
     folder = os.path.join(_cache_root(), key)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     with exclusive_lock(folder + ".lock", what=f"the export of {os.path.basename(model_path)}"):
@@ -83,5 +88,5 @@ def ensure_export(model_path: str, precision: str, config: str | None = None, pr
             if os.path.exists(folder):
                 log.info("cached export %s is unusable (%s); exporting again", folder, why)
         log.info("exporting %s to %s (once; later loads reuse it)", os.path.basename(model_path), folder)
-        result = export_model(loaded, folder, precision=_EXPORT_PRECISION[precision])
+        result = export_model(loaded, folder, precision=_EXPORT_PRECISION[precision], buckets=buckets)
         return result.folder, result.manifest

@@ -29,7 +29,8 @@ from ..fsutil import check_export_destination, make_temp_dir, replace_dir, sweep
 from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo, is_export_folder,
                         sha256_file, write_manifest)
 from .fp16 import convert_mixed_fp16
-from .graphs import GraphSpec, TensorSpec, plan_graphs, search_sizes
+from .graphs import DEFAULT_BUCKETS  # noqa: F401 - re-exported
+from .graphs import GraphSpec, TensorSpec, check_buckets, plan_graphs, search_sizes
 from .opset import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
         if any(d <= 0 for d in dims):
             raise ExportError(f"{spec.filename}: '{value.name}' has a dynamic shape {dims}; shapes must be static")
-    if spec.role == "search":
+    if spec.role in ("search", "search_batched"):
         kernel_inputs = {t.name for t in spec.inputs[1:]}
         convs = [n for n in model.graph.node
                  if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in kernel_inputs]
@@ -92,7 +93,8 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
 
 
 def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
-                 validate: bool = True, progress: bool = True, overwrite: bool = True) -> ExportResult:
+                 validate: bool = True, progress: bool = True, overwrite: bool = True,
+                 buckets: tuple[int, ...] | list[int] = (1,)) -> ExportResult:
     """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
     ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
 
@@ -100,11 +102,15 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
     ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
     precision: ``fp32`` | ``fp16`` | ``both`` (fp16 = backbone/neck in FP16, the rest FP32; the FP32 graphs
     are always written as the reference). opset: ONNX opset, :data:`MIN_OPSET`..:data:`MAX_OPSET`.
+    buckets: targets per call to write batched graphs for (docs/multi_target.md#batched-graphs; the default
+    ``(1,)``: single-target graphs only, as exports before buckets; ``python -m siamdeploy.export`` writes
+    :data:`DEFAULT_BUCKETS` unless told otherwise).
     Raises :class:`ExportError` when validation fails.
     """
     if precision not in ("fp32", "fp16", "both"):
         raise ExportError(f"precision must be fp32, fp16 or both, got '{precision}'")
     check_opset(opset)
+    buckets = check_buckets(buckets)
     preset = loaded.preset
     check_export_destination(out_dir, force=overwrite)
     out_dir = os.path.abspath(out_dir)
@@ -123,7 +129,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
         metadata = {"siamdeploy_version": __version__, "preset": preset.name, "family": preset.track.tracker,
                     "input_colour": preset.track.colour, "input_range": "0..255",
                     "checkpoint_sha256": ckpt_sha}
-        plans = plan_graphs(loaded.net, preset)
+        plans = plan_graphs(loaded.net, preset, buckets)
         graphs: list[GraphFile] = []
         variants = ["fp32"] + (["fp16"] if precision in ("fp16", "both") else [])
         for index, (spec, module, args) in enumerate(plans, start=1):
@@ -134,7 +140,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             onnx.save(model, path)
             entry = GraphFile(name=spec.name, role=spec.role, precision="fp32", file=spec.filename,
                               sha256=sha256_file(path), inputs=_tensors(spec.inputs), outputs=_tensors(spec.outputs),
-                              instance_size=spec.instance_size)
+                              instance_size=spec.instance_size, targets=spec.targets)
             graphs.append(entry)
             if "fp16" in variants:
                 half, fp16_nodes, fp32_nodes = convert_mixed_fp16(model)
@@ -149,6 +155,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
         anchored = family_of(p).anchored
         extras = {"exemplar_size": p.exemplar_size, "instance_sizes": sizes, "stride": p.stride,
                   "score_sizes": [p.score_size(s) for s in sizes] if anchored else None,
+                  "buckets": list(buckets),
                   "anchors": ({"ratios": list(p.ratios), "scales": list(p.scales),
                                "shapes_wh": anchor_shapes(p.stride, p.ratios, p.scales).tolist()}
                               if anchored else None)}

@@ -5,7 +5,11 @@ Derived from the model and the tracker parameters, so the exporter never special
 - ``search`` (one graph per search size the tracker uses: the long-term 831 search, DaSiamRPN-BIG's 287,
   SiamFC's batch of scales): crop + kernels -> heads [+ SiamMask refine features];
 - ``refine`` (SiamMask sharp): pre-cropped features -> 127x127 mask logits;
-- ``mask_head`` (SiamMask base): one correlation cell -> 63x63 mask logits.
+- ``mask_head`` (SiamMask base): one correlation cell -> 63x63 mask logits;
+- per batch bucket ``B > 1`` (docs/multi_target.md#batched-graphs): ``template_b{B}`` (``B`` exemplar crops ->
+  the ``B`` targets' kernels concatenated along dim 0) and ``search_b{B}`` / ``search_{size}_b{B}`` (``B``
+  targets' crops target-major + concatenated kernels -> target-major outputs), the batch folded into the
+  correlation's groups. ONNX ``Conv``'s ``group`` is static, so every bucket is its own graph.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from torch import nn
 
 from ..config import MASK_HEAD
 from ..families import family_of
+from ..manifest import DEFAULT_BUCKETS  # noqa: F401 - re-exported
 from ..models import SiameseNet
 from ..presets import Preset
 
@@ -40,6 +45,7 @@ class GraphSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     instance_size: int | None = None
+    targets: int = 1
 
     @property
     def filename(self) -> str:
@@ -56,12 +62,13 @@ class _TemplateBranch(nn.Module):
 
 
 class _SearchBranch(nn.Module):
-    def __init__(self, net: SiameseNet) -> None:
+    def __init__(self, net: SiameseNet, targets: int = 1) -> None:
         super().__init__()
         self.net = net
+        self.targets = targets
 
     def forward(self, x: torch.Tensor, *kernels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.net.search(x, *kernels)
+        return self.net.search(x, *kernels, targets=self.targets)
 
 
 class _RefineBranch(nn.Module):
@@ -99,8 +106,29 @@ def _shapes(module: nn.Module, args: tuple[torch.Tensor, ...]) -> list[tuple[int
     return [tuple(t.shape) for t in out]
 
 
-def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Module, tuple[torch.Tensor, ...]]]:
-    """The graphs to export with their torch modules and example inputs (real shapes, zeros)."""
+# secondary search sizes (the long-term 831 search of lost targets, DaSiamRPN-BIG's small-target 287) get
+# buckets up to this size only: few targets take them at once, and their crops are large
+SECONDARY_MAX_BUCKET = 8
+
+
+def check_buckets(buckets: object) -> tuple[int, ...]:
+    """Bucket sizes as a sorted tuple with 1 first; anything but positive integers is an :class:`ExportError`."""
+    from ..errors import ExportError
+
+    try:
+        values = sorted({int(b) for b in buckets})  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ExportError(f"batch buckets must be positive integers (e.g. 1,2,4,8), got {buckets!r}") from None
+    if not values or values[0] < 1 or values[-1] > 256:
+        raise ExportError(f"batch buckets must be integers from 1 to 256 (e.g. 1,2,4,8), got {buckets!r}")
+    return tuple(sorted({1, *values}))
+
+
+def plan_graphs(net: SiameseNet, preset: Preset, buckets: tuple[int, ...] = (1,)
+                ) -> list[tuple[GraphSpec, nn.Module, tuple[torch.Tensor, ...]]]:
+    """The graphs to export with their torch modules and example inputs (real shapes, zeros); ``buckets``:
+    targets per call, one template and one search graph per search size for every bucket above 1 (secondary
+    search sizes up to :data:`SECONDARY_MAX_BUCKET`)."""
     p = preset.track
     net = net.eval()
     plans = []
@@ -121,6 +149,22 @@ def plan_graphs(net: SiameseNet, preset: Preset) -> list[tuple[GraphSpec, nn.Mod
         plans.append((GraphSpec(name, "search", (TensorSpec("search", tuple(x.shape)), *kernel_specs), outputs, size),
                       search, (x, *kernels)))
         last_outputs = outputs if index == 0 else last_outputs
+    for targets in check_buckets(buckets)[1:]:
+        zb = torch.zeros(targets, 3, p.exemplar_size, p.exemplar_size)
+        kb = tuple(torch.zeros((targets * s[0], *s[1:])) for s in kernel_shapes)
+        kb_specs = tuple(TensorSpec(t.name, tuple(k.shape)) for t, k in zip(kernel_specs, kb))
+        plans.append((GraphSpec(f"template_b{targets}", "template_batched", (TensorSpec("template", tuple(zb.shape)),),
+                                kb_specs, targets=targets), template, (zb,)))
+        branch = _SearchBranch(net, targets).eval()
+        for index, size in enumerate(search_sizes(preset)):
+            if index > 0 and targets > SECONDARY_MAX_BUCKET:
+                continue
+            x = torch.zeros(targets * search_batch(preset), 3, size, size)
+            out_shapes = _shapes(branch, (x, *kb))
+            outputs = tuple(TensorSpec(n, s) for n, s in zip(net.output_names, out_shapes))
+            name = (f"search_b{targets}" if index == 0 else f"search_{size}_b{targets}")
+            plans.append((GraphSpec(name, "search_batched", (TensorSpec("search", tuple(x.shape)), *kb_specs),
+                                    outputs, size, targets), branch, (x, *kb)))
     if preset.model.mask:
         corr = next(o for o in last_outputs if o.name == "mask_corr")
         channels = corr.shape[1]

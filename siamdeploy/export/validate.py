@@ -71,12 +71,31 @@ def validate_export(loaded: LoadedModel, folder: str, precisions: list[str]) -> 
                     if "mask_head" in engine.sessions:
                         outputs.add(f"mask_head.mask_logits ({label})", reference.mask_at(ref.extras, cell),
                                     engine.mask_at(got.extras, cell))
+        _check_batched(reference, engine, _crops(loaded), outputs)
         report += [f"{precision} {line}" for line in outputs.report]
         failures += outputs.failures
         _check_one_frame(loaded, reference, engine, precision, report, failures)
     if failures:
         raise ExportError(f"export validation failed against PyTorch: {'; '.join(failures)}")
     return report
+
+
+def _check_batched(reference: Any, engine: Any, crops: list[tuple[str, np.ndarray, dict[int, np.ndarray]]],
+                   outputs: OutputComparison) -> None:
+    """The smallest bucket graphs (two targets: the real and the random crops in one call) against torch's
+    single-target outputs; the larger buckets are the same graph with another group count."""
+    if len(engine.buckets) < 2:
+        return
+    zs = [z for _, z, _ in crops]
+    ref_k = [reference.template(z) for z in zs]
+    got_k = engine.template_many(zs)
+    for t, (label, _, searches) in enumerate(crops):
+        for size in searches:
+            ref = reference.search(searches[size], ref_k[t])
+            got = engine.search_many([s[size] for _, _, s in crops], got_k)[t]
+            for name in ref.outputs:
+                outputs.add(f"search bucket {engine.buckets[1]} {size}.{name} ({label})", ref.outputs[name],
+                            got.outputs[name])
 
 
 def _check_one_frame(loaded: LoadedModel, reference: Any, engine: Any, precision: str, report: list[str],

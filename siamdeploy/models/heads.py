@@ -4,6 +4,11 @@ Kernels are returned already shaped as convolution weights, so the search part i
 convolution whose weight is a runtime input (docs/networks.md#correlation-as-a-grouped-convolution):
 - depthwise: ``(C, 1, k, k)``, conv with ``groups=C``;
 - up-channel / SiamFC: ``(K, C, k, k)``, conv with ``groups=1``.
+
+Several targets run as one call by folding the batch into the groups (docs/multi_target.md#batched-graphs):
+the kernels of ``B`` targets are concatenated along dim 0 (depthwise ``(B*C, 1, k, k)``, up-channel / SiamFC
+``(B*K, C, k, k)``), the search features of target ``b`` become channels ``b*C..(b+1)*C`` of one map, and the
+convolution runs with ``groups=B*C`` (depthwise) or ``groups=B`` (full). ``targets=1`` is the plain path.
 """
 from __future__ import annotations
 
@@ -27,9 +32,45 @@ def full_xcorr(search: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(search, kernel)
 
 
+def fold_targets(search: torch.Tensor, targets: int) -> torch.Tensor:
+    """Search features of ``targets`` targets ``(B*n, C, H, W)`` (target-major: target ``b``'s ``n`` crops are
+    rows ``b*n..(b+1)*n``) -> ``(n, B*C, H, W)``: target ``b`` in channels ``b*C..(b+1)*C``."""
+    bn, c, h, w = search.shape
+    n = bn // targets
+    if n == 1:
+        return search.reshape(1, targets * c, h, w)
+    return search.reshape(targets, n, c, h, w).transpose(0, 1).reshape(n, targets * c, h, w)
+
+
+def unfold_targets(folded: torch.Tensor, targets: int) -> torch.Tensor:
+    """Inverse of :func:`fold_targets` for a correlation output ``(n, B*K, H, W)`` -> ``(B*n, K, H, W)``."""
+    n, bk, h, w = folded.shape
+    k = bk // targets
+    if n == 1:
+        return folded.reshape(targets, k, h, w)
+    return folded.reshape(n, targets, k, h, w).transpose(0, 1).reshape(targets * n, k, h, w)
+
+
+def depthwise_xcorr_batched(search: torch.Tensor, kernel: torch.Tensor, targets: int) -> torch.Tensor:
+    """``targets`` targets at once: search ``(B*n, C, H, W)``, kernel ``(B*C, 1, k, k)`` -> ``(B*n, C, H', W')``,
+    one grouped convolution with ``groups=B*C``."""
+    if targets == 1:
+        return depthwise_xcorr(search, kernel)
+    return unfold_targets(F.conv2d(fold_targets(search, targets), kernel, groups=kernel.shape[0]), targets)
+
+
+def full_xcorr_batched(search: torch.Tensor, kernel: torch.Tensor, targets: int) -> torch.Tensor:
+    """``targets`` targets at once: search ``(B*n, C, H, W)``, kernel ``(B*K, C, k, k)`` -> ``(B*n, K, H', W')``,
+    one grouped convolution with ``groups=B``."""
+    if targets == 1:
+        return full_xcorr(search, kernel)
+    return unfold_targets(F.conv2d(fold_targets(search, targets), kernel, groups=targets), targets)
+
+
 def as_depthwise_weight(feature: torch.Tensor) -> torch.Tensor:
-    """Template feature ``(1, C, k, k)`` -> depthwise weight ``(C, 1, k, k)``."""
-    return feature.reshape(feature.shape[1], 1, feature.shape[2], feature.shape[3])
+    """Template feature ``(B, C, k, k)`` -> depthwise weight ``(B*C, 1, k, k)`` (``B`` targets' weights
+    concatenated along dim 0; ``B = 1``: ``(C, 1, k, k)``)."""
+    return feature.reshape(feature.shape[0] * feature.shape[1], 1, feature.shape[2], feature.shape[3])
 
 
 class AdjustLayer(nn.Module):
@@ -83,12 +124,12 @@ class DepthwiseXCorr(nn.Module):
     def kernel(self, z: torch.Tensor) -> torch.Tensor:
         return as_depthwise_weight(self.conv_kernel(z))
 
-    def correlate(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    def correlate(self, x: torch.Tensor, kernel: torch.Tensor, targets: int = 1) -> torch.Tensor:
         """The correlation feature before the head (SiamMask's refine needs it)."""
-        return depthwise_xcorr(self.conv_search(x), kernel)
+        return depthwise_xcorr_batched(self.conv_search(x), kernel, targets)
 
-    def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        return self.head(self.correlate(x, kernel))
+    def forward(self, x: torch.Tensor, kernel: torch.Tensor, targets: int = 1) -> torch.Tensor:
+        return self.head(self.correlate(x, kernel, targets))
 
 
 class DepthwiseRPN(nn.Module):
@@ -109,8 +150,9 @@ class DepthwiseRPN(nn.Module):
         """Last-level template features -> ``[cls (C,1,k,k), loc (C,1,k,k)]`` depthwise weights."""
         return [self.cls.kernel(zfs[-1]), self.loc.kernel(zfs[-1])]
 
-    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        return self.cls(xfs[-1], kernels[0]), self.loc(xfs[-1], kernels[1])
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor], targets: int = 1
+                ) -> tuple[torch.Tensor, ...]:
+        return self.cls(xfs[-1], kernels[0], targets), self.loc(xfs[-1], kernels[1], targets)
 
     def rescale(self, cls_factor: float, loc_factor: float) -> None:
         """Scale the last layers so cls/loc outputs scale by these factors (seeded random weights)."""
@@ -148,8 +190,9 @@ class MultiRPN(nn.Module):
         for i in range(self.levels):
             getattr(self, f"rpn{i + 2}").rescale(cls_factor, loc_factor)
 
-    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        outs = [getattr(self, f"rpn{i + 2}")([xf], kernels[2 * i:2 * i + 2]) for i, xf in enumerate(xfs)]
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor], targets: int = 1
+                ) -> tuple[torch.Tensor, ...]:
+        outs = [getattr(self, f"rpn{i + 2}")([xf], kernels[2 * i:2 * i + 2], targets) for i, xf in enumerate(xfs)]
         if self.weighted:
             wc, wl = F.softmax(self.cls_weight, 0), F.softmax(self.loc_weight, 0)
             cls = sum(o[0] * wc[i] for i, o in enumerate(outs))
@@ -179,18 +222,20 @@ class UPChannelRPN(nn.Module):
         return ["cls_kernel0", "loc_kernel0"]
 
     def kernels(self, zfs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Last-level template features -> ``[cls (2A,C,k,k), loc (4A,C,k,k)]`` full filters."""
+        """Last-level template features ``(B, C, k, k)`` -> ``[cls (B*2A,C,k,k), loc (B*4A,C,k,k)]`` full
+        filters (``B`` targets concatenated along dim 0)."""
         zf = zfs[-1]
-        c = zf.shape[1]
+        b, c = zf.shape[0], zf.shape[1]
         cls_k = self.template_cls_conv(zf)
         loc_k = self.template_loc_conv(zf)
         k = cls_k.shape[-1]
-        return [cls_k.reshape(2 * self.anchor_num, c, k, k), loc_k.reshape(4 * self.anchor_num, c, k, k)]
+        return [cls_k.reshape(b * 2 * self.anchor_num, c, k, k), loc_k.reshape(b * 4 * self.anchor_num, c, k, k)]
 
-    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor], targets: int = 1
+                ) -> tuple[torch.Tensor, ...]:
         xf = xfs[-1]
-        cls = full_xcorr(self.search_cls_conv(xf), kernels[0])
-        loc = self.loc_adjust(full_xcorr(self.search_loc_conv(xf), kernels[1]))
+        cls = full_xcorr_batched(self.search_cls_conv(xf), kernels[0], targets)
+        loc = self.loc_adjust(full_xcorr_batched(self.search_loc_conv(xf), kernels[1], targets))
         return cls, loc
 
     def rescale(self, cls_factor: float, loc_factor: float) -> None:
@@ -216,8 +261,9 @@ class SiamFCHead(nn.Module):
     def kernels(self, zfs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [zfs[0]]
 
-    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        return (full_xcorr(xfs[0], kernels[0]) * self.out_scale,)
+    def forward(self, xfs: list[torch.Tensor], kernels: list[torch.Tensor], targets: int = 1
+                ) -> tuple[torch.Tensor, ...]:
+        return (full_xcorr_batched(xfs[0], kernels[0], targets) * self.out_scale,)
 
     def rescale(self, cls_factor: float, loc_factor: float) -> None:
         """Nothing to rescale: only the argmax of the response matters."""

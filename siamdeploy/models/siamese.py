@@ -76,20 +76,26 @@ class SiameseNet(nn.Module):
         return heads_in, extra
 
     def template(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Exemplar crop ``(1, 3, 127, 127)`` -> correlation kernels (weight-shaped, see :mod:`.heads`)."""
+        """Exemplar crops ``(B, 3, 127, 127)`` of ``B`` targets -> correlation kernels (weight-shaped, see
+        :mod:`.heads`), the ``B`` targets' kernels concatenated along dim 0 (``B = 1``: one target's)."""
         zfs, _ = self._features(z)
         kernels = self.rpn_head.kernels(zfs)
         if self.spec.mask:
             kernels.append(self.mask_head.kernel(zfs[0]))
         return tuple(kernels)
 
-    def search(self, x: torch.Tensor, *kernels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Search crops ``(B, 3, S, S)`` + kernels -> outputs in :attr:`output_names` order."""
+    def search(self, x: torch.Tensor, *kernels: torch.Tensor, targets: int = 1) -> tuple[torch.Tensor, ...]:
+        """Search crops ``(B, 3, S, S)`` + kernels -> outputs in :attr:`output_names` order.
+
+        ``targets > 1``: ``x`` holds ``targets`` targets' crops target-major (``B = targets * n``, ``n`` crops
+        each: 1, or SiamFC's scales) and every kernel is the ``targets`` targets' kernels concatenated along
+        dim 0; the outputs' rows are target-major too, each equal to that target's own search.
+        """
         xfs, extra = self._features(x)
-        heads = tuple(self.rpn_head(xfs, list(kernels)))
+        heads = tuple(self.rpn_head(xfs, list(kernels), targets))
         if not self.spec.mask:
             return heads
-        corr = self.mask_head.correlate(xfs[0], kernels[-1])
+        corr = self.mask_head.correlate(xfs[0], kernels[-1], targets)
         return (*heads, corr, *extra)
 
     def mask_logits_at(self, corr_cell: torch.Tensor) -> torch.Tensor:

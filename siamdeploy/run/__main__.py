@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             inits = [tuple(float(v) for v in source.ground_truth[0])]
         if not inits and display is None:
             raise InputError("give the target with --init x,y,w,h (interactive selection needs a display)")
-        prototype = _make_tracker(args)
+        prototype = _make_tracker(args, len(inits))
         made = [0]
 
         def new_tracker():  # the first target uses the loaded tracker; others share its engine
@@ -129,18 +129,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_tracker(args: argparse.Namespace):  # noqa: ANN202 - returns a runtime Tracker
-    from .. import load_tracker
+def _make_tracker(args: argparse.Namespace, targets: int = 1):  # noqa: ANN202 - returns a runtime Tracker
+    """The first target's tracker; with several targets its engine has batched graphs (one call per frame)."""
+    from .. import load_multi_tracker, load_tracker
 
+    if targets > 1:
+        def load(model: str, **kw: object):  # noqa: ANN202
+            multi = load_multi_tracker(model, backend=args.backend, device=args.device, precision=args.precision,
+                                       max_targets=max(32, targets), **kw)  # type: ignore[arg-type]
+            return multi.new_tracker()
+    else:
+        def load(model: str, **kw: object):  # noqa: ANN202
+            return load_tracker(model, backend=args.backend, device=args.device, precision=args.precision,
+                                **kw)  # type: ignore[arg-type]
     if args.model:
-        return load_tracker(args.model, config=args.config, preset=args.preset, backend=args.backend,
-                            device=args.device, allow_unsafe_pickle=args.trust_checkpoint, precision=args.precision)
+        return load(args.model, config=args.config, preset=args.preset, allow_unsafe_pickle=args.trust_checkpoint)
     from ..reference import demo_model, reference_model
 
     ref = reference_model(args.preset) if args.preset else demo_model()
     logging.getLogger("siamdeploy.run").info("no --model given: using the reference model %s", ref.checkpoint)
-    return load_tracker(ref.checkpoint, backend=args.backend, device=args.device, precision=args.precision,
-                        **ref.load_args())
+    return load(ref.checkpoint, **ref.load_args())
 
 
 def _model_description(args: argparse.Namespace) -> str:

@@ -43,6 +43,10 @@ class ManifestView:
         return self.graphs["template"]["fp32"].outputs
 
 
+# the manifest's batched roles (siamdeploy.manifest.BATCHED_ROLES), spelled here to keep this module standalone
+_BATCHED_ROLES = ("template_batched", "search_batched")
+
+
 def as_view(manifest: Any) -> ManifestView:
     """The adapter: a :class:`ManifestView` from a typed export manifest (``graphs`` a sequence of graph
     files with ``name``/``precision``/``file``/...), or from the manifest's JSON form (a dict); a view is
@@ -52,6 +56,8 @@ def as_view(manifest: Any) -> ManifestView:
     if not isinstance(manifest, Mapping):  # the typed manifest
         typed: dict[str, dict[str, GraphFile]] = {}
         for g in manifest.graphs:
+            if g.role in _BATCHED_ROLES:  # bucket graphs: not built for TensorRT yet (one call per target)
+                continue
             typed.setdefault(g.name, {})[g.precision] = GraphFile(
                 file=g.file, sha256=g.sha256, role=g.role, instance_size=g.instance_size,
                 outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes))
@@ -59,6 +65,8 @@ def as_view(manifest: Any) -> ManifestView:
     try:
         graphs = {}
         for name, variants in manifest["graphs"].items():
+            if any(isinstance(v, Mapping) and v.get("role") in _BATCHED_ROLES for v in variants.values()):
+                continue  # bucket graphs: not built for TensorRT yet
             graphs[name] = {
                 precision: GraphFile(file=str(v["file"]), sha256=str(v["sha256"]), role=str(v.get("role", "")),
                                      instance_size=v.get("instance_size"),

@@ -67,9 +67,23 @@ class Tracker(ABC):
         return self.kernels is not None
 
     def init(self, frame: np.ndarray, box: Sequence[float]) -> None:
-        """Start tracking the target in ``box`` on ``frame``; runs the template branch once."""
+        """Start tracking the target in ``box`` on ``frame``; runs the template branch once
+        (:meth:`init_prepare`, ``Engine.template``, :meth:`init_finish`)."""
+        self.init_finish(self.engine.template(self.init_prepare(frame, box)))
+
+    def init_prepare(self, frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """First half of :meth:`init`: set the state from ``box`` and return the exemplar crop ``(1, 3, 127, 127)``
+        float32 for ``Engine.template`` (several targets' crops can go through one ``Engine.template_many``)."""
         img = as_bgr(frame)
-        self._init(img, check_box(box, img.shape))
+        return self._init_blob(img, check_box(box, img.shape))
+
+    def init_finish(self, kernels: Any) -> None:
+        """Second half of :meth:`init`: keep the template branch's ``kernels`` for this target."""
+        self.kernels = kernels
+        self._on_init()
+
+    def _on_init(self) -> None:  # noqa: B027 - an optional hook: most trackers keep nothing extra
+        """Hook for variants that keep extra state."""
 
     def track(self, frame: np.ndarray) -> TrackResult:
         """Locate the target in the next frame: :meth:`prepare`, one ``Engine.search``, :meth:`conclude`."""
@@ -152,7 +166,8 @@ class Tracker(ABC):
         """Restore ``state`` (of :attr:`state_type`); ``derive``: recompute its ``DERIVED`` fields."""
 
     @abstractmethod
-    def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None: ...
+    def _init_blob(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Set the state for a new target in ``box`` on ``img``; return its exemplar crop blob."""
 
     @abstractmethod
     def _prepare(self, img: np.ndarray) -> SearchRequest: ...

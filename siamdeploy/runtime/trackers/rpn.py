@@ -101,7 +101,7 @@ class RPNTracker(Tracker):
         return square_crop(img, (self.centre[0], self.centre[1]), size, out_size, fill, p.crop_rounding), size, 0.0
 
     # ---- protocol
-    def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None:
+    def _init_blob(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         p = self.params
         x, y, w, h = box
         half = (w / 2, h / 2) if p.init_centre == CENTRE_HALF else ((w - 1) / 2, (h - 1) / 2)
@@ -116,11 +116,7 @@ class RPNTracker(Tracker):
             self.instance_size = p.small_target_instance_size
         self.avg = img.mean(axis=(0, 1))
         z, _, _ = self._crop(img, self._context_size(), p.exemplar_size)
-        self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
-        self._on_init()
-
-    def _on_init(self) -> None:
-        """Hook for variants that keep extra state."""
+        return to_blob([z], p.colour == "rgb")
 
     def search_size(self) -> int:
         """Search-crop side (network pixels) for the next frame."""

@@ -69,7 +69,7 @@ class SiamFCTracker(Tracker):
         y0, x0 = np.round(self.centre - np.float32((side - 1) / 2)).astype(int)
         return cut_resized(img, int(x0), int(y0), side, side, out_size, self.fill)
 
-    def _init(self, img: np.ndarray, box: tuple[float, float, float, float]) -> None:
+    def _init_blob(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         p = self.params
         x, y, w, h = box
         self.centre = np.array([y + (h - 1) / 2, x + (w - 1) / 2], np.float32)
@@ -77,7 +77,7 @@ class SiamFCTracker(Tracker):
         self._derive_crop_sides()
         self.fill = rounded_fill(img.mean(axis=(0, 1)))
         z = self._crop(img, float(self.z_sz), p.exemplar_size)
-        self.kernels = self.engine.template(to_blob([z], p.colour == "rgb"))
+        return to_blob([z], p.colour == "rgb")
 
     def _prepare(self, img: np.ndarray) -> SearchRequest:
         p = self.params
