@@ -472,7 +472,8 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
     sinks: list[Sink] = []
     if results_path:
         paths = results_paths(results_path, len(trackers))
-        sinks.append(ResultsSink(paths, polygons=isinstance(trackers[0], MaskTracker)))
+        polygons = isinstance(trackers[0], MaskTracker) or bool(getattr(trackers[0], "reports_polygon", False))
+        sinks.append(ResultsSink(paths, polygons=polygons))
         summary.results_paths = paths
     video = VideoSink(video_path, source.fps, summary.timer) if video_path else None
     if video is not None:

@@ -63,6 +63,7 @@ class Client:
             raise ServeError(f"cannot make a client for '{url}': {err}; pass host:port") from None
         self.timeout_s = timeout_s
         self.info: dict[str, Any] = {}
+        self.sessions: dict[str, Session] = {}  # open streams, closed by close()
 
     # ------------------------------------------------------------ raw requests
 
@@ -120,7 +121,9 @@ class Client:
         info = out[P.OUT_INFO][0]
         if info:
             self.info = json.loads(info.decode("utf-8") if isinstance(info, bytes) else str(info))
-        return Session(self, sid, _result(out))
+        session = Session(self, sid, _result(out))
+        self.sessions[sid] = session
+        return session
 
     def ready(self) -> bool:
         """True when the server answers and its tracking model is ready."""
@@ -130,6 +133,12 @@ class Client:
             return False
 
     def close(self) -> None:
+        """Close every stream this client opened (their state is freed on the server), then the connection."""
+        for session in list(self.sessions.values()):
+            try:
+                session.close()
+            except ServeError:  # already gone on the server (expired): nothing to free
+                pass
         try:
             self._client.close()
         except Exception:  # closing a broken connection: nothing left to release
@@ -164,6 +173,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.client.sessions.pop(self.stream_id, None)
         self.client.request(self.stream_id, close=True)
 
     def __enter__(self) -> Session:
@@ -191,3 +201,71 @@ def _result(out: dict[str, np.ndarray]) -> TrackResult:
     polygon = poly.reshape(4, 2) if np.isfinite(poly).all() else None
     box = tuple(float(v) for v in out[P.OUT_BOX])
     return TrackResult(bbox=box, score=float(out[P.OUT_SCORE][0]), polygon=polygon)  # type: ignore[arg-type]
+
+
+class _ServerEngine:
+    """What the run loop asks of a tracker's engine, for a tracker whose engine is on a server."""
+
+    backend = "server"
+    search_calls = 0
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def describe(self) -> str:
+        engine = self.client.info.get("engine", "?")
+        return f"server {self.client.url} ({engine})"
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RemoteTracker:
+    """A single-target tracker whose network and state live on a server: ``init(frame, box)`` opens a stream,
+    ``track(frame) -> TrackResult``, ``close()`` closes it. Used by ``python -m siamdeploy.run --server``.
+
+    ``timings["engine"]``: the last request's round trip, seconds.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.engine = _ServerEngine(client)
+        self.session: Session | None = None
+        self.timings: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        return str(self.client.info.get("preset", "?"))
+
+    @property
+    def reports_polygon(self) -> bool:
+        """The server's tracker reports SiamMask polygons (known after :meth:`init`)."""
+        return bool(self.client.info.get("polygon", False))
+
+    @property
+    def initialised(self) -> bool:
+        return self.session is not None
+
+    def init(self, frame: np.ndarray, box: Sequence[float]) -> None:
+        if self.session is not None:
+            self.session.reinit(frame, box)
+            return
+        self.session = self.client.open(frame, box)
+
+    def track(self, frame: np.ndarray) -> TrackResult:
+        if self.session is None:
+            raise ServeError("track() called before init(); call tracker.init(frame, (x, y, w, h)) first")
+        import time
+
+        t0 = time.perf_counter()
+        result = self.session.track(frame)
+        self.timings = {"engine": time.perf_counter() - t0}
+        return result
+
+    def close(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.close()
+            except ServeError:
+                pass
+            self.session = None

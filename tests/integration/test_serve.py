@@ -168,6 +168,26 @@ def test_max_streams_and_expiry(server):
             s.close()
 
 
+def test_run_cli_through_the_server_equals_a_local_run(server, tmp_path):
+    outs = {}
+    for name, extra in (("remote", ["--server", server.url]), ("local", [])):
+        out = tmp_path / name
+        run = subprocess.run([sys.executable, "-m", "siamdeploy.run", "demo", "--frames", "6", "--no-display",
+                              "--save", "none", "--out", str(out), "-q", *extra], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outs[name] = np.loadtxt(out / "results.txt", delimiter=",")
+        if name == "remote":
+            assert f"server {server.url}" in run.stdout
+    assert outs["remote"].shape == (6, 4)
+    np.testing.assert_allclose(outs["remote"], outs["local"], atol=1e-3)
+    refused = subprocess.run([sys.executable, "-m", "siamdeploy.run", "demo", "--server", "127.0.0.1:1",
+                              "--no-display", "--save", "none", "--out", str(tmp_path / "x"), "-q"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: cannot reach a tracking server at 127.0.0.1:1")
+
+
 def test_busy_port_is_one_line_and_sigterm_leaves_no_process(server):
     ref = siamdeploy.reference_model("siamrpn_alex_dwxcorr")
     busy = subprocess.run([sys.executable, "-m", "siamdeploy.serve", ref.checkpoint, "--http-port",
