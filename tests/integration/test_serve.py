@@ -7,10 +7,8 @@ stream limit holds; SIGTERM stops the server and every process it started.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,83 +20,17 @@ pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip i
 
 import siamdeploy  # noqa: E402
 from siamdeploy.serve import Client, ServeError  # noqa: E402
-from siamdeploy.serve.server import free_port  # noqa: E402
+from siamdeploy.serve.process import ServerProcess  # noqa: E402
 from siamdeploy.synthetic import generate_sequence  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-START_TIMEOUT_S = 120
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-class Server:
-    def __init__(self, *extra: str) -> None:
-        ref = siamdeploy.reference_model("siamrpn_alex_dwxcorr")
-        self.ports = [free_port() for _ in range(3)]
-        while len(set(self.ports)) < 3:
-            self.ports = [free_port() for _ in range(3)]
-        cmd = [sys.executable, "-m", "siamdeploy.serve", ref.checkpoint, "--config", ref.config,
-               "--http-port", str(self.ports[0]), "--grpc-port", str(self.ports[1]),
-               "--metrics-port", str(self.ports[2]), "--queue-delay-us", "20000", *extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(START_TIMEOUT_S):
-            self.stop()
-            pytest.fail("the server did not start:\n" + "".join(self.lines[-40:]))
-        self.url = f"127.0.0.1:{self.ports[0]}"
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.startswith("siamdeploy.serve ready"):
-                self.ready.set()
-        self.ready.set()
-
-    def stop(self) -> tuple[int, set[int]]:
-        below = descendants(self.proc.pid)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(alive(p) for p in below):
-            time.sleep(0.2)
-        return code, {p for p in below if alive(p)}
 
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server("--max-streams", "4", "--stream-timeout", "6")
+    ref = siamdeploy.reference_model("siamrpn_alex_dwxcorr")
+    srv = ServerProcess(ref.checkpoint, ["--config", ref.config, "--max-streams", "4", "--stream-timeout", "6",
+                                         "--queue-delay-us", "20000"], cwd=ROOT)
     yield srv
     srv.stop()
 
