@@ -152,3 +152,36 @@ def test_limits_are_checked(reference):
         _table(reference, max_streams=0)
     with pytest.raises(InputError, match="--stream-timeout"):
         _table(reference, timeout_s=0)
+
+
+def test_polygons_travel_through_the_response():
+    from siamdeploy.runtime.types import TrackResult
+    from siamdeploy.serve.client import _result
+    from siamdeploy.serve.streams import _response
+
+    poly = np.array([[10.5, 20.25], [40.0, 21.0], [39.0, 50.0], [9.0, 49.5]])
+    out = _response(TrackResult(bbox=(9.0, 20.25, 31.0, 29.75), score=0.75, polygon=poly))
+    back = _result({k: v[0] for k, v in out.items()})
+    np.testing.assert_array_equal(back.polygon, poly)
+    assert back.bbox == (9.0, 20.25, 31.0, 29.75) and back.score == 0.75
+    plain = _result({k: v[0] for k, v in _response(TrackResult(bbox=(1, 2, 3, 4), score=0.5)).items()})
+    assert plain.polygon is None
+
+
+def test_import_siamdeploy_needs_no_serving_packages():
+    import subprocess
+    import sys
+
+    code = ("import sys, siamdeploy, siamdeploy.serve; from siamdeploy.serve import protocol; "
+            "bad = [m for m in ('tritonclient', 'pytriton') if m in sys.modules]; sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=str(__import__("pathlib").Path(__file__).parents[2])
+                          ).returncode == 0
+
+
+def test_serve_is_a_subcommand():
+    from siamdeploy.cli import SUBCOMMANDS
+    from siamdeploy.serve.__main__ import build_parser
+
+    assert SUBCOMMANDS["serve"][0] == "siamdeploy.serve.__main__"
+    args = build_parser().parse_args(["model.pth"])
+    assert args.host == "127.0.0.1" and args.max_batch == 32
