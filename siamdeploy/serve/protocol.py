@@ -1,14 +1,15 @@
 """The wire format of siamdeploy's tracking model on Triton Inference Server (see docs/serving.md#protocol).
 
-A request is one frame of one stream; every tensor has Triton's batch dimension of 1 in front:
+A request is one frame of one stream; every tensor has Triton's batch dimension of 1 in front of the
+shapes below:
 
-| input    | type   | shape (after the batch dim) | meaning |
-|----------|--------|-----------------------------|---------|
-| `STREAM` | BYTES  | `(1,)`                      | stream id (UTF-8, 1..256 characters) |
-| `IMAGE`  | UINT8  | `(H, W, C)`                 | the frame: BGR (`C` = 3), gray (1) or BGRA (4); optional |
-| `JPEG`   | BYTES  | `(1,)`                      | the frame as an encoded image (JPEG, PNG: what OpenCV decodes); optional |
-| `BOX`    | FP64   | `(4,)`                      | init box `(x, y, w, h)` in frame pixels: opens (or re-opens) the stream; optional |
-| `CLOSE`  | UINT8  | `(1,)`                      | non-zero: close the stream (no frame needed); optional |
+| input    | type   | shape       | meaning |
+|----------|--------|-------------|---------|
+| `STREAM` | BYTES  | `(1,)`      | stream id (UTF-8, 1..256 characters) |
+| `IMAGE`  | UINT8  | `(H, W, C)` | the frame: BGR (`C` = 3), gray (1) or BGRA (4); optional |
+| `JPEG`   | BYTES  | `(1,)`      | the frame as an encoded image (JPEG, PNG: what OpenCV decodes); optional |
+| `BOX`    | FP64   | `(4,)`      | init box `(x, y, w, h)` in frame pixels: opens (or re-opens) the stream; optional |
+| `CLOSE`  | UINT8  | `(1,)`      | non-zero: close the stream (no frame needed); optional |
 
 | output    | type  | shape  | meaning |
 |-----------|-------|--------|---------|
