@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("siamdeploy.export.__main__", "export a checkpoint to split ONNX graphs (and TensorRT engines)"),
     "eval": ("siamdeploy.eval.__main__", "run a tracker over a benchmark folder and score it"),
     "generate": ("siamdeploy.eval.generate", "write a synthetic benchmark folder with exact ground truth"),
+    "serve": ("siamdeploy.serve.__main__", "serve many camera streams on Triton Inference Server (PyTriton)"),
 }
 
 

@@ -33,6 +33,10 @@ class ExportError(SiamDeployError):
     """An export or its validation failed."""
 
 
+class ServeError(SiamDeployError):
+    """A tracking server refused a request or cannot be reached; the message is the server's."""
+
+
 class DependencyError(EngineError):
     """An optional dependency is missing; the message says what to install."""
 

@@ -369,17 +369,20 @@ def run_frames(frames: Iterator[np.ndarray], first: np.ndarray, trackers: list[T
                 results = [TrackResult(bbox=tuple(float(v) for v in b), score=1.0) for b in inits]
             else:
                 summary.add("read", t0 - t_read)
-                calls = trackers[0].engine.search_calls
+                engines = list({id(t.engine): t.engine for t in trackers}.values())
+                together = len(trackers) > 1 and len(engines) == 1 and all(isinstance(t, Tracker) for t in trackers)
+                calls = sum(e.search_calls for e in engines)
                 try:
-                    # several targets: one batched search per search size (track_together)
-                    results = (track_together(trackers, [frame] * len(trackers)) if len(trackers) > 1
-                               else [trackers[0].track(frame)])
+                    # several targets on one engine: one batched search per search size (track_together);
+                    # trackers of a server each send their own request
+                    results = (track_together(trackers, [frame] * len(trackers)) if together
+                               else [t.track(frame) for t in trackers])
                 except SiamDeployError as err:
                     summary.error = f"frame {index}: {err}"
                     break
                 took = time.perf_counter() - t0
                 summary.add("track", took)
-                summary.engine_calls += trackers[0].engine.search_calls - calls
+                summary.engine_calls += sum(e.search_calls for e in engines) - calls
                 stages = {stage: sum(t.timings.get(stage, 0.0) for t in trackers)
                           for stage in ("preprocess", "engine", "postprocess")}
                 if len(trackers) > 1:  # the shared call is timed by none of the trackers
@@ -491,7 +494,8 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
     sinks: list[Sink] = []
     if results_path:
         paths = results_paths(results_path, len(trackers))
-        sinks.append(ResultsSink(paths, polygons=isinstance(trackers[0], MaskTracker)))
+        polygons = isinstance(trackers[0], MaskTracker) or bool(getattr(trackers[0], "reports_polygon", False))
+        sinks.append(ResultsSink(paths, polygons=polygons))
         summary.results_paths = paths
     video = VideoSink(video_path, source.fps, summary.timer) if video_path else None
     if video is not None:

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init", action="append", metavar="X,Y,W,H",
                     help="initial box on the first frame (0-based pixels); repeat for several targets; a "
                          "negative x works as given (--init -5,10,40,40)")
+    ap.add_argument("--server", metavar="HOST:PORT",
+                    help="track through a python -m siamdeploy.serve server (its HTTP endpoint, e.g. 127.0.0.1:8000; "
+                         "grpc://HOST:PORT for gRPC) instead of a local model")
     ap.add_argument("--frames", type=int, default=60, help="demo length in frames (default: 60)")
     ap.add_argument("--no-display", action="store_true",
                     help="headless: no window (also automatic when no display is available)")
@@ -84,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--frames must be at least 2")
     check_engine_args(args)
     check_model_args(args, args.model)
+    if args.server and args.model:
+        raise InputError("--server tracks with the server's model; drop --model (or drop --server to track locally)")
     display = None
     source = open_source(args.source, demo_frames=args.frames)
     try:
@@ -105,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
             made[0] += 1
             if made[0] == 1:
                 return prototype
+            if args.server:  # one stream per target on the server
+                return type(prototype)(prototype.client)
             return make_tracker(prototype.engine, prototype.params, prototype.name)
 
         try:
@@ -115,6 +122,9 @@ def _run(args: argparse.Namespace) -> int:
             if partial is not None:
                 print("\n".join(partial.lines()))
             raise
+        finally:
+            if args.server:  # close this run's streams on the server
+                prototype.engine.close()
     except BaseException:
         source.close()
         raise
@@ -133,6 +143,10 @@ def _make_tracker(args: argparse.Namespace, targets: int = 1):  # noqa: ANN202 -
     """The first target's tracker; with several targets its engine has batched graphs (one call per frame)."""
     from .. import load_multi_tracker, load_tracker
 
+    if args.server:
+        from ..serve.client import Client, RemoteTracker
+
+        return RemoteTracker(Client(args.server))
     if targets > 1:
         def load(model: str, **kw: object):  # noqa: ANN202
             multi = load_multi_tracker(model, backend=args.backend, device=args.device, precision=args.precision,
@@ -152,6 +166,8 @@ def _make_tracker(args: argparse.Namespace, targets: int = 1):  # noqa: ANN202 -
 
 
 def _model_description(args: argparse.Namespace) -> str:
+    if args.server:
+        return f"the model of the server at {args.server}"
     if args.model:
         return args.model
     return (f"reference {args.preset or 'siamrpn_alex_dwxcorr'} (shipped with siamdeploy, trained on generated "
