@@ -202,7 +202,8 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
                 graphs.append(dataclasses.replace(entry, precision="int8", file=q.file,
                                                   sha256=sha256_file(os.path.join(tmp, q.file)),
                                                   fp32_nodes=tuple(q.fp32_nodes), reduced_nodes=len(q.quantized)))
-            manifest = dataclasses.replace(manifest, graphs=tuple(graphs), extras={**manifest.extras, "int8": int8_info})
+            manifest = dataclasses.replace(manifest, graphs=tuple(graphs),
+                                           extras={**manifest.extras, "int8": int8_info})
             write_manifest(tmp, manifest)
         report: list[str] = []
         accuracy = None

@@ -3,8 +3,11 @@
 Library: ``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``. Weights are int8, symmetric,
 per output channel; activations int8, symmetric (zero point 0, which TensorRT's explicit quantization
 requires), ranges from min/max calibration. Only the backbone and the neck are quantized (the nodes the FP16
-export turns to FP16, :data:`siamdeploy.export.fp16.FP16_SCOPES`); the correlations, the heads, refine and the
-graph inputs/outputs stay FP32, so no Q/DQ pair sits on a correlation or head input.
+export turns to FP16, :data:`siamdeploy.export.fp16.FP16_SCOPES`), except the first backbone stage by default;
+the correlations, the heads, refine and the graph inputs/outputs stay FP32, and the Q/DQ pair the quantizer
+puts on the backbone's output is taken off the FP32 nodes that read it (:func:`strip_boundary_qdq`), so no
+correlation or head input is rounded to int8. Weights are in a 7-bit range by default (see
+:class:`Int8Options`).
 
 Calibration: the FP32 export tracks generated photo sequences (training photographs, seeds
 :data:`CALIBRATION_SEED`..) through the real runtime; every template and search crop it asks for is recorded
@@ -18,7 +21,7 @@ Backbone stages (:func:`backbone_stages`): the first name component under the ba
 ``layer1``.. for ResNet/MobileNet, ``conv1``..``conv5`` for SiamFC), or the second where the backbone is one
 sequence (AlexNet's ``features.0``, ``features.4``, ...); ``neck`` is one more stage. Nodes without a Conv
 (ReLU, pooling) belong to the stage before them. :func:`sensitivity` quantizes one stage at a time and
-reports the search outputs' relative error; ``keep`` keeps chosen stages in FP32.
+reports the search outputs' relative error; ``keep`` keeps chosen stages in FP32 (default: the first one).
 """
 from __future__ import annotations
 
@@ -53,7 +56,8 @@ class Int8Options:
     each sequence one template crop). keep: backbone stages (names from :func:`backbone_stages`, or ``neck``)
     kept in FP32; None (the default): the first stage, the stem that reads the raw 0..255 pixels (on the
     reference SiamRPN it alone holds most of the INT8 error: 1.5 % of the 2.1 % relative error of ``cls``,
-    and the teacher-forced gate went from 97.4 % to 100 % of frames with it in FP32); ``()``: every stage. sensitivity: measure every stage alone (one quantization per stage, on the main search
+    and the teacher-forced gate went from 97.4 % to 100 % of frames with it in FP32); ``()``: every stage.
+    sensitivity: measure every stage alone (one quantization per stage, on the main search
     graph). method: ``minmax`` (the calibration's min and max) or ``percentile`` (99.999th percentile of
     ``|x|``). reduce_range: weights in 7 bits (-64..63). On x86 CPUs without VNNI (AVX2, AVX-512F) both
     onnxruntime and OpenVINO multiply int8 pairs with ``vpmaddubsw``, whose 16-bit sums saturate with full-range
@@ -266,7 +270,8 @@ def _quantize(src: str, dst: str, nodes: list[str], feeds: list[dict[str, np.nda
     quant_log.setLevel(logging.ERROR)  # the quantizer's advice (pre-processing) on the root logger
     try:
         q.quantize_static(src, dst, _Reader(feeds) if feeds is not None else None, quant_format=q.QuantFormat.QDQ,
-                          per_channel=True, reduce_range=options.reduce_range, activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
+                          per_channel=True, reduce_range=options.reduce_range,
+                          activation_type=q.QuantType.QInt8 if symmetric else q.QuantType.QUInt8,
                           weight_type=q.QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=method,
                           extra_options=extra, calibration_cache_path=cache)
     finally:
@@ -333,9 +338,10 @@ def write_int8_graphs(loaded: Any, folder: str, graphs: Sequence[Any], options: 
     out: dict[str, Int8Graph] = {}
     reused: list[str] = []
     bits = "7-bit range (reduce_range)" if options.reduce_range else "full range"
+    activations = "int8 symmetric" if options.activations == "s8" else "uint8 asymmetric"
     info: dict[str, Any] = {"library": "onnxruntime.quantization.quantize_static (QDQ)", "weights":
-                            f"int8 symmetric per output channel, {bits}", "activations": ("int8 symmetric" if options.activations == "s8" else
-                                                            "uint8 asymmetric") + f", {options.method}",
+                            f"int8 symmetric per output channel, {bits}",
+                            "activations": f"{activations}, {options.method}",
                             "calibration": {**options.key(), "data": "photo sequences on the training photographs, "
                                             "tracked by the FP32 export"}}
     for graph in graphs:

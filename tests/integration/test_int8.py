@@ -340,3 +340,19 @@ def test_tensorrt_input_folds_int32_biases(int8_export, tmp_path) -> None:
     outs = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, feeds) for p in (src, folded)]
     for x, y in zip(*outs):
         assert np.abs(x - y).max() <= 1e-3 * np.abs(x).max()
+
+
+@pytest.mark.slow
+def test_reference_siamrpn_int8_passes_the_gate(tmp_path) -> None:
+    """On the shipped reference SiamRPN (peaked score maps) the default INT8 export passes the gate on
+    onnxruntime (and OpenVINO where installed)."""
+    from siamdeploy.checkpoint import load_model
+    from siamdeploy.reference import reference_model
+
+    ref = reference_model("siamrpn_alex_dwxcorr")
+    result = export_model(load_model(ref.checkpoint, **ref.load_args()), str(tmp_path / "e"), precision="int8",
+                          progress=False, int8=I.Int8Options(sensitivity=False))
+    entries = result.accuracy["results"]
+    assert entries["onnxruntime cpu int8"]["passed"], entries["onnxruntime cpu int8"]["line"]
+    if "openvino cpu int8" in entries:
+        assert entries["openvino cpu int8"]["passed"], entries["openvino cpu int8"]["line"]
