@@ -6,7 +6,8 @@
 
 Backends: torch CPU FP32 (the reference), torch CPU FP16 (the whole network ``half()``; where it runs and
 fits the time budget), and every other (backend, device, precision) of the backend registry that runs here
-(onnxruntime FP32/FP16 from one export folder, CUDA and TensorRT where present). Per backend:
+(onnxruntime FP32/FP16/INT8 and OpenVINO FP32/BF16/INT8 from one export folder, CUDA and TensorRT where
+present); configurations that cannot run here (BF16 on a CPU without it, ...) are listed with the reason. Per backend:
 
 - the benchmark metrics (OTB success AUC / precision; LaSOT adds normalized precision; GOT-10k AO / SR);
 - agreement with the reference, **free-running**: each tracker follows its own predictions; per-frame IoU
@@ -41,7 +42,7 @@ import numpy as np
 
 try:
     from siamdeploy import load_tracker
-    from siamdeploy.compare import compare_boxes, teacher_force
+    from siamdeploy.compare import ACCURACY_GATE, compare_boxes, teacher_force
     from siamdeploy.errors import SiamDeployError
     from siamdeploy.eval.datasets import BenchmarkSequence, load_dataset
     from siamdeploy.eval.generate import generate_benchmark
@@ -106,8 +107,11 @@ def backends(ckpt: str, preset: str | None, config: str | None, workdir: str, wa
     add("torch cpu fp16 (whole network)", lambda: half_torch_tracker(ckpt, preset, config, "cpu"))
     folder = os.path.join(workdir, "export")
     try:
-        export_model(load_model(ckpt, config=config, preset=preset), folder, precision="both", validate=False,
-                     progress=False)
+        from siamdeploy.export.int8 import Int8Options
+
+        # fp32 + fp16 + int8 (INT8: calibrated on tracked generated sequences, the stem kept in FP32)
+        export_model(load_model(ckpt, config=config, preset=preset), folder, precision="all", validate=False,
+                     progress=False, int8=Int8Options(sensitivity=False))
     except SiamDeployError as err:
         folder = ""
         skipped.append(("export folder", f"export failed: {err}"))
@@ -155,7 +159,11 @@ def agreement(boxes: list[np.ndarray], ref: list[np.ndarray], scores: list[np.nd
     """IoU / centre distance / score difference against the reference over all tracked frames (not frame 1)."""
     a = np.concatenate([b[1:] for b in boxes])
     r = np.concatenate([b[1:] for b in ref])
-    out: dict[str, float] = compare_boxes(a, r).summary()
+    boxes_agree = compare_boxes(a, r)
+    out: dict[str, float] = boxes_agree.summary()
+    verdict = ACCURACY_GATE.check(boxes_agree)
+    out["fraction_iou_ge_gate"] = verdict.fraction
+    out["gate_passed"] = verdict.passed
     if scores is not None and ref_scores is not None:
         d = np.abs(np.concatenate([s[1:] for s in scores]) - np.concatenate([s[1:] for s in ref_scores]))
         out["score_abs_max"] = float(d.max())
@@ -333,7 +341,8 @@ def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple
     headline = HEADLINE[kind][:2]
     width = max([len("backend")] + [len(k) + 6 for k in rows] + [len(k) for k, _ in skipped]) + 2
     print(f"\n{'backend':<{width}}{'ran':>24}" + "".join(f"{t:>16}" for _, t in headline)
-          + f"{'free IoU mean/min':>20}{'forced IoU mean/min':>22}{'forced <0.5':>12}{'forced max dc px':>18}"
+          + f"{'free IoU mean/min':>20}{'forced IoU mean/min':>22}{'forced <0.5':>12}{'gate':>12}"
+          f"{'forced max dc px':>18}"
           f"{'forced max dscore':>19}{'ms/frame':>10}")
     for label, r in rows.items():
         ran = f"{r['backend']} {r['device']} {r['precision']}"
@@ -342,12 +351,14 @@ def _print_table(kind: str, rows: dict[str, dict[str, Any]], skipped: list[tuple
         name = label + (" (ref)" if r.get("reference") else "")
         print(f"{name:<{width}}{ran:>24}{cells}{fr['iou_mean']:>13.4f}/{fr['iou_min']:.4f}"
               f"{tf['iou_mean']:>15.5f}/{tf['iou_min']:.5f}{tf['frames_iou_below_0.5']:>12d}"
+              f"{('ok ' if tf['gate_passed'] else 'MISS ') + format(tf['fraction_iou_ge_gate'], '.1%'):>12}"
               f"{tf['centre_px_max']:>18.4f}"
               f"{tf.get('score_abs_max', 0.0):>19.2e}{r['ms_per_frame']:>10.1f}")
     for label, reason in skipped:
         print(f"{label:<{width}}skipped: {reason}")
     print("free: each backend follows its own boxes; forced: the reference tracker's state is copied in before "
-          "every frame (one step of numeric difference); <0.5: frames with IoU < 0.5 (a different peak chosen). "
+          "every frame (one step of numeric difference); <0.5: frames with IoU < 0.5 (a different peak chosen); "
+          f"gate: share of forced frames at IoU >= {ACCURACY_GATE.min_iou} (needs {ACCURACY_GATE.min_fraction:.0%}). "
           "IoU / centre distance / score against torch cpu fp32.")
 
 

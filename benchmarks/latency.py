@@ -3,9 +3,11 @@
     python benchmarks/latency.py --presets siamrpn_alex_dwxcorr siamrpn_r50_l234_dwxcorr --frames 30
 
 For each preset: a seeded random-weight model (calibrated BatchNorm; latency does not depend on the weight
-values), exported once to ONNX. Backends: torch (CPU, and CUDA when present), onnxruntime CPU fp32 and
-fp16 (and CUDA when onnxruntime-gpu is installed). Per backend: template time, search-engine time, the
-runtime's own work per frame (crop + decode + selection, measured around the engine call), end-to-end
+values), exported once to ONNX (fp32, fp16 and int8 graphs). Backends: every (backend, device, precision)
+of the registry that runs here: torch (CPU, and CUDA when present), onnxruntime CPU fp32/fp16/int8 (and
+CUDA when onnxruntime-gpu is installed), OpenVINO fp32/int8 (bf16 where the CPU has it). Per backend:
+template time, search-engine time, the runtime's own work per frame (crop + decode + selection, measured
+around the engine call), end-to-end
 frame time; p50/p90/p99 in ms after warm-up. Prints a table and writes JSON (machine and library versions
 included). Backends that cannot run here are listed with the reason.
 """
@@ -111,7 +113,11 @@ def engines_for(preset_name: str, workdir: str) -> tuple[list[tuple[str, Any]], 
     ckpt = os.path.join(workdir, f"{preset_name}.pth")
     torch.save(random_model(get_preset(preset_name), seed=0).state_dict(), ckpt)
     folder = os.path.join(workdir, f"export_{preset_name}")
-    export_model(load_model(ckpt, preset=preset_name), folder, precision="both", validate=False, progress=False)
+    from siamdeploy.export.int8 import Int8Options
+
+    # fp32 + fp16 + int8 (calibrated on a few tracked sequences: latency does not depend on the ranges)
+    export_model(load_model(ckpt, preset=preset_name), folder, precision="all", validate=False, progress=False,
+                 int8=Int8Options(sequences=2, frames=6, sensitivity=False))
     runnable: list[tuple[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     for conf in configurations():

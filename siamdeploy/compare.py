@@ -56,11 +56,66 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("onnxruntime-trt", "fp32"): Tolerance(1e-3, 1e-3, min_iou=0.95),
     ("onnxruntime-trt", "fp16"): Tolerance(5e-2, 5e-2, min_iou=0.95),
 }
+# INT8 (backbone/neck int8 Q/DQ, correlation and heads FP32) and OpenVINO bf16 (whole graph bf16): per-tensor
+# errors are recorded, not gated (a quantized backbone moves every output by a few percent on random weights);
+# what decides is the accuracy gate below, measured by the exporter on teacher-forced frames. TensorRT INT8 (the
+# same Q/DQ graphs, explicit quantization) has not been run.
+for _key in (("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "bf16"), ("tensorrt", "int8")):
+    TOLERANCES[_key] = Tolerance(float("inf"), float("inf"))
 # siamdeploy (torch or onnxruntime FP32) against a recorded upstream trace: box coordinates, SiamMask polygons.
 TRACE_BOX_PX = 0.05
 TRACE_POLYGON_MIN_IOU = 0.95
 # The same engine and precision with and without CUDA-graph replay: box coordinates per frame.
 REPLAY_BOX_PX = 1e-3
+
+
+@dataclass(frozen=True)
+class AccuracyGate:
+    """The gate every reduced precision (fp16, bf16, int8) is measured against: teacher-forced against torch
+    FP32, the box IoU must be at least ``min_iou`` on at least ``min_fraction`` of the tracked frames."""
+
+    min_iou: float = 0.95
+    min_fraction: float = 0.99
+
+    def check(self, agreement: BoxAgreement) -> GateResult:
+        """The gate applied to per-frame agreements (one entry per teacher-forced frame)."""
+        frames = int(len(agreement.iou))
+        good = int((agreement.iou >= self.min_iou).sum())
+        fraction = good / frames if frames else 0.0
+        return GateResult(self, frames, good, fraction, float(agreement.iou.min()) if frames else float("nan"),
+                          float(agreement.iou.mean()) if frames else float("nan"),
+                          frames > 0 and fraction >= self.min_fraction)
+
+    def describe(self) -> str:
+        return f"teacher-forced IoU >= {self.min_iou} on >= {self.min_fraction:.0%} of frames"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One precision through :class:`AccuracyGate`: ``frames`` teacher-forced, ``good`` of them at IoU >=
+    ``gate.min_iou`` (``fraction`` = good / frames), the smallest and mean IoU, and whether it ``passed``."""
+
+    gate: AccuracyGate
+    frames: int
+    good: int
+    fraction: float
+    iou_min: float
+    iou_mean: float
+    passed: bool
+
+    def line(self) -> str:
+        verdict = "passes" if self.passed else "MISSES"
+        return (f"{verdict} the accuracy gate: {self.good}/{self.frames} frames ({self.fraction:.1%}) at IoU >= "
+                f"{self.gate.min_iou} (needs {self.gate.min_fraction:.0%}); IoU min {self.iou_min:.3f}, mean "
+                f"{self.iou_mean:.4f}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "frames": self.frames, "frames_iou_ok": self.good,
+                "fraction_iou_ok": self.fraction, "iou_min": self.iou_min, "iou_mean": self.iou_mean,
+                "min_iou": self.gate.min_iou, "min_fraction": self.gate.min_fraction}
+
+
+ACCURACY_GATE = AccuracyGate()
 
 
 def tolerance(backend: str, precision: str) -> Tolerance:

@@ -110,9 +110,15 @@ class OnnxRuntimeBackend(_OnnxBackend):
     description = "onnxruntime (CPU, or CUDA with onnxruntime-gpu)"
     devices = ("cuda", "cpu")
     default_device = "cpu"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     provider = "CUDAExecutionProvider"
     auto_priority = 20
+
+    @classmethod
+    def supports(cls, device: str, precision: str) -> tuple[bool, str]:
+        if precision == "int8" and not device.startswith("cpu"):
+            return False, "the onnxruntime backend runs the INT8 (Q/DQ) graphs on the CPU only; use device='cpu'"
+        return True, ""
 
 
 @register
@@ -135,7 +141,7 @@ class TensorRTBackend(Backend):
     description = "TensorRT engines (needs tensorrt, cuda-python and a CUDA GPU)"
     devices = ("cuda",)
     default_device = "cuda:0"
-    precisions = ("fp16", "fp32")
+    precisions = ("fp16", "fp32", "int8")
     default_precision = "fp16"
     auto_priority = 0
 
@@ -163,8 +169,10 @@ class TensorRTBackend(Backend):
         from ..tensorrt import load_engine
         from .registry import default_cache_dir
 
-        # the FP16 build needs the mixed-precision graphs (strongly typed) or their fp32_nodes list (pins)
-        folder, manifest = ensure_export(request.model_path, "fp16", request.config, request.preset,
+        # the FP16 build needs the mixed-precision graphs (strongly typed) or their fp32_nodes list (pins); INT8
+        # builds the Q/DQ graphs (explicit quantization)
+        graphs = "int8" if request.precision == "int8" else "fp16"
+        folder, manifest = ensure_export(request.model_path, graphs, request.config, request.preset,
                                          request.allow_unsafe_pickle, request.buckets)
         if is_export_folder(request.model_path):
             root = trt_cache.default_root()
@@ -192,7 +200,7 @@ class OpenVINOBackend(Backend):
     description = "OpenVINO (CPU; Intel GPU/NPU where present)"
     devices = ("cpu", "gpu", "npu")
     default_device = "cpu"
-    precisions = ("fp32", "bf16")
+    precisions = ("fp32", "bf16", "int8")
     explicit_precisions = ("bf16",)
     auto_priority = 30
 
@@ -227,8 +235,10 @@ class OpenVINOBackend(Backend):
         from ..export.cache import ensure_export
         from ..engine.openvino_engine import OpenVINOEngine, default_compile_cache, threads_from_env
 
-        # bf16 compiles the fp32 graphs with a bf16 inference precision: fp32 graphs are what it needs
-        folder, manifest = ensure_export(request.model_path, "fp32", request.config, request.preset,
+        # bf16 compiles the fp32 graphs with a bf16 inference precision: fp32 graphs are what it needs; int8
+        # compiles the export's Q/DQ graphs
+        graphs = "int8" if request.precision == "int8" else "fp32"
+        folder, manifest = ensure_export(request.model_path, graphs, request.config, request.preset,
                                          request.allow_unsafe_pickle, request.buckets)
         engine = OpenVINOEngine(folder, manifest, precision=request.precision or cls.default_precision,
                                 device=request.device or cls.default_device, num_threads=threads_from_env(),

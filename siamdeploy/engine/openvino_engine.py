@@ -33,8 +33,9 @@ from .base import Engine, KernelStacks, SearchOutput, crop_refine_inputs_np, pad
 log = logging.getLogger(__name__)
 
 # siamdeploy precision -> OpenVINO element type name (INFERENCE_PRECISION_HINT) and capability token
-_HINT = {"fp32": "f32", "bf16": "bf16"}
-_CAPABILITY = {"fp32": "FP32", "bf16": "BF16"}
+# int8: the export's Q/DQ graphs; the quantized convolutions run in int8, everything else in f32 (the hint)
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
 _RAN = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 _DEVICE_KINDS = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
 ENV_THREADS = "SIAMDEPLOY_OPENVINO_THREADS"
@@ -147,11 +148,27 @@ def default_compile_cache() -> str:
     return os.path.join(default_cache_dir(), "openvino")
 
 
+def _int8_ops(compiled: Any) -> int:
+    """Operations of a compiled model that execute in int8/uint8 (its runtime model's ``runtimePrecision``)."""
+    count = 0
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        try:
+            value = str(info["runtimePrecision"].astype(str)) if "runtimePrecision" in info else ""
+        except Exception:  # noqa: BLE001 - the rt_info API differs between versions; informative only
+            value = str(info.get("runtimePrecision", "")) if hasattr(info, "get") else ""
+        if value in ("i8", "u8"):
+            count += 1
+    return count
+
+
 class OpenVINOEngine(Engine):
     """An :class:`Engine` over a verified export folder (see :func:`siamdeploy.export.cache.ensure_export`).
 
-    precision: ``fp32`` (exact; the export's fp32 graphs with f32 inference precision) or ``bf16`` (the same
-    graphs, OpenVINO computing in bf16; opt-in). device: ``cpu``, ``gpu[:N]``, ``npu[:N]``.
+    precision: ``fp32`` (exact; the export's fp32 graphs with f32 inference precision), ``bf16`` (the same
+    graphs, OpenVINO computing in bf16; opt-in) or ``int8`` (the export's Q/DQ graphs: the quantized
+    backbone runs in int8, the rest in f32; ``int8_ops`` counts the int8 operations per graph, and a graph
+    that compiled without any is refused). device: ``cpu``, ``gpu[:N]``, ``npu[:N]``.
     num_threads: CPU inference threads (None: all physical cores this process may use). cache_dir: OpenVINO's
     compiled-model cache (None: no cache).
 
@@ -173,7 +190,9 @@ class OpenVINOEngine(Engine):
         ok, why = check_precision(device, precision)
         if not ok:
             raise ConfigError(f"backend 'openvino' cannot run {precision} on '{device}': {why}")
-        manifest.require("fp32", folder)  # bf16 compiles the fp32 graphs with a bf16 inference precision
+        # bf16 compiles the fp32 graphs with a bf16 inference precision; int8 compiles the Q/DQ graphs
+        graphs = "int8" if precision == "int8" else "fp32"
+        manifest.require(graphs, folder)
         self.folder = folder
         self.manifest = manifest
         self.device = device
@@ -197,12 +216,13 @@ class OpenVINOEngine(Engine):
         self.from_cache: dict[str, bool] = {}
         self._config = config
         self._batched = {key: g for role in ("template", "search")
-                         for key, g in manifest.batched_graphs(role, "fp32").items()}
-        self.buckets = manifest.buckets("fp32")
+                         for key, g in manifest.batched_graphs(role, graphs).items()}
+        self.buckets = manifest.buckets(graphs)
         self._stacks = KernelStacks()
         self._kernel_rows = [t.shape[0] for t in manifest.graph("template", "fp32").outputs]
         started = time.perf_counter()
-        for graph in manifest.graphs_for("fp32"):
+        self.int8_ops: dict[str, int] = {}
+        for graph in manifest.graphs_for(graphs):
             self._compile(graph, precision)
             if graph.role == "search" and graph.instance_size is not None:
                 self.search_by_size[graph.instance_size] = graph.name
@@ -210,7 +230,7 @@ class OpenVINOEngine(Engine):
         self.precision = precision
         self.threads = int(self._compiled["template"].get_property("INFERENCE_NUM_THREADS")) \
             if self.ov_device == "CPU" else 0
-        self.kernel_names = list(manifest.kernel_names("fp32"))
+        self.kernel_names = list(manifest.kernel_names(graphs))
         self.exemplar_size = manifest.exemplar_size
         log.info("%s: compiled %d graphs in %.2f s (%d from the cache)", self.describe(), len(self._compiled),
                  self.compile_s, sum(self.from_cache.values()))
@@ -225,6 +245,12 @@ class OpenVINOEngine(Engine):
             raise EngineError(f"OpenVINO could not compile {graph.file} for {self.ov_device}: {first[:200]}") \
                 from None
         ran = _RAN.get(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(), "?")
+        if precision == "int8" and ran == "fp32":  # Q/DQ graphs: f32 hint, int8 where the graph quantizes
+            self.int8_ops[graph.name] = _int8_ops(compiled)
+            if graph.reduced_nodes and not self.int8_ops[graph.name]:
+                raise EngineError(f"OpenVINO compiled {graph.file} for {self.ov_device} without any int8 "
+                                  "operation although its Q/DQ graph asks for them; use precision='fp32'")
+            ran = "int8"
         if ran != precision:  # OpenVINO falls back silently; siamdeploy does not
             raise EngineError(f"OpenVINO compiled {graph.file} for {self.ov_device} with inference precision "
                               f"{ran} although {precision} was asked; use precision='fp32'")
@@ -240,6 +266,10 @@ class OpenVINOEngine(Engine):
 
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
+        if self.precision == "int8":
+            ops = sum(self.int8_ops.values())
+            return (f"{self.backend} (int8, {self.device}; OpenVINO {self.ov_device}, Q/DQ graphs, {ops} int8 "
+                    f"operations, the rest f32{threads})")
         cached = " from cache" if self.from_cache and all(self.from_cache.values()) else ""
         return (f"{self.backend} ({self.precision}, {self.device}; OpenVINO {self.ov_device}, inference precision "
                 f"{_HINT.get(self.precision, self.precision)}{threads}{cached})")

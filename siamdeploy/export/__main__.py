@@ -24,8 +24,31 @@ def build_parser() -> argparse.ArgumentParser:
                                "yet, or hold an earlier export and --force be given")
     out.add_argument("--force", action="store_true",
                      help="replace an existing export folder at --out (never anything else)")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "both"),
-                    help="fp16: backbone/neck FP16, correlation/heads/I-O FP32 (FP32 graphs are always written)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "both", "int8", "all"),
+                    help="fp16: backbone/neck FP16, correlation/heads/I-O FP32; int8: backbone/neck INT8 (Q/DQ, "
+                         "calibrated), the rest FP32; both = fp32+fp16, all = fp32+fp16+int8 (FP32 graphs are "
+                         "always written)")
+    q = ap.add_argument_group("INT8 and the accuracy gate")
+    q.add_argument("--int8-keep", default=None, metavar="STAGE[,STAGE]",
+                   help="backbone stages (or 'neck') kept in FP32 in the INT8 graphs (default: the first stage, "
+                        "which reads the raw pixels; 'none': quantize every stage); the export prints the stages "
+                        "and their sensitivity")
+    q.add_argument("--calibration-sequences", type=int, default=6, metavar="N",
+                   help="INT8 calibration: generated sequences tracked by the FP32 export (default 6)")
+    q.add_argument("--calibration-frames", type=int, default=12, metavar="N",
+                   help="INT8 calibration: tracked frames per sequence, one search crop each (default 12)")
+    q.add_argument("--calibration-method", default="minmax", choices=("minmax", "percentile"),
+                   help="INT8 activation ranges: min/max (default) or the 99.999th percentile")
+    q.add_argument("--int8-full-range", action="store_true",
+                   help="INT8 weights in the full 8-bit range (for CPUs with VNNI/AMX and TensorRT); the default 7 "
+                        "bits avoid the saturation of int8 dot products on CPUs without VNNI")
+    q.add_argument("--no-sensitivity", action="store_true", help="skip the per-stage INT8 sensitivity report")
+    q.add_argument("--gate-sequences", type=int, default=3, metavar="N",
+                   help="accuracy gate of reduced precisions: generated sequences (default 3)")
+    q.add_argument("--gate-frames", type=int, default=40, metavar="N",
+                   help="accuracy gate: frames per sequence (default 40)")
+    q.add_argument("--no-gate", action="store_true", help="skip the accuracy gate (nothing is written to "
+                                                          "accuracy.json)")
     ap.add_argument("--buckets", default="1,2,4,8,16,32", metavar="B,B,...",
                     help="targets per call to write batched search/template graphs for (default 1,2,4,8,16,32; "
                          "1: single-target graphs only); several targets of a frame run the next bucket up")
@@ -33,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-validate", action="store_true", help="skip the comparison against PyTorch")
     ap.add_argument("--engine", action="store_true",
                     help="also build TensorRT engines (needs tensorrt + cuda-python and a CUDA GPU)")
-    ap.add_argument("--engine-precision", default="fp16", choices=("fp16", "fp32"),
-                    help="TensorRT engine precision (default fp16: backbone FP16, correlation/heads FP32)")
+    ap.add_argument("--engine-precision", default="fp16", choices=("fp16", "fp32", "int8"),
+                    help="TensorRT engine precision (default fp16: backbone FP16, correlation/heads FP32; int8: the "
+                         "export's Q/DQ graphs, explicit quantization, not run on a GPU yet)")
     ap.add_argument("--workspace-mb", type=int, default=None, help="TensorRT builder workspace limit in MiB")
     ap.add_argument("--engine-dir", default=None,
                     help="engine cache root (default: $SIAMDEPLOY_ENGINES, else ./engines)")
@@ -64,6 +88,15 @@ def _check_args(args: argparse.Namespace, is_export: bool) -> None:
         check_writable_dir(os.path.dirname(os.path.abspath(args.out)), "--out")
     if args.config is not None and args.preset is not None:
         raise ExportError("give either --config or --preset, not both")
+    for flag, value, least in (("--calibration-sequences", args.calibration_sequences, 1),
+                               ("--calibration-frames", args.calibration_frames, 1),
+                               ("--gate-sequences", args.gate_sequences, 1), ("--gate-frames", args.gate_frames, 2)):
+        if value < least:
+            raise ExportError(f"{flag} must be at least {least}, got {value}")
+    if args.int8_keep is not None and args.precision not in ("int8", "all"):
+        raise ExportError(f"--int8-keep applies to INT8 graphs; add --precision int8 (or all), not {args.precision}")
+    if args.precision in ("int8", "all") and args.opset < 13:
+        raise ExportError(f"INT8 export needs --opset 13 or more (per-channel QuantizeLinear), got {args.opset}")
     check_model_args(args, None)
     check_opset(args.opset)
     parse_buckets(args.buckets)
@@ -113,8 +146,19 @@ def _export(args: argparse.Namespace) -> int:
         logging.getLogger("siamdeploy.export").info("also exporting the FP16 graphs: the TensorRT FP16 build "
                                                     "needs them")
         precision = "both"
+    if args.engine and args.engine_precision == "int8" and precision not in ("int8", "all"):
+        logging.getLogger("siamdeploy.export").info("also exporting the INT8 graphs: the TensorRT INT8 build needs "
+                                                    "them")
+        precision = "all" if precision in ("fp16", "both") else "int8"
+    from .int8 import Int8Options
+
+    int8 = Int8Options(sequences=args.calibration_sequences, frames=args.calibration_frames,
+                       keep=_keep(args.int8_keep), sensitivity=not args.no_sensitivity,
+                       method=args.calibration_method, reduce_range=not args.int8_full_range)
     result = export_model(loaded, out, precision=precision, opset=args.opset, validate=not args.no_validate,
-                          progress=not args.quiet, overwrite=args.force, buckets=parse_buckets(args.buckets))
+                          progress=not args.quiet, overwrite=args.force, int8=int8, gate=not args.no_gate,
+                          gate_sequences=args.gate_sequences, gate_frames=args.gate_frames,
+                          buckets=parse_buckets(args.buckets))
     built = _build_engines(args, result.folder) if args.engine else None
     print(f"exported {loaded.preset.name} to {result.folder}:")
     for graph in result.manifest.graphs:
@@ -125,6 +169,8 @@ def _export(args: argparse.Namespace) -> int:
         print("validated against PyTorch: " + "; ".join(worst))
     else:
         print("not validated (--no-validate)")
+    _print_int8(result.int8)
+    _print_gate(result)
     if built is not None:
         _print_engines(built)
         print(f"next: python -m siamdeploy.run demo --model {result.folder} --backend tensorrt "
@@ -132,6 +178,46 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     print(f"next: python -m siamdeploy.run demo --model {result.folder} --backend onnxruntime")
     return 0
+
+
+def _keep(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _print_int8(info: dict | None) -> None:
+    if not info:
+        return
+    from .int8 import sensitivity_lines
+
+    kept = ", ".join(info.get("keep") or []) or "none (every stage INT8)"
+    reused = info.get("calibration_reused") or []
+    print(f"INT8: {info['weights']} weights, {info['activations']} activations; backbone stages kept in FP32: "
+          f"{kept}; calibration {'reused from the cache' if reused else 'measured'} (int8_calibration/)")
+    if info.get("sensitivity"):
+        print("INT8 sensitivity (only that stage in INT8; relative error of the search outputs):")
+        for line in sensitivity_lines(info["sensitivity"]):
+            print(f"  {line}")
+
+
+def _print_gate(result) -> None:  # noqa: ANN001 - an ExportResult
+    from .accuracy import summary_lines
+
+    if result.accuracy is None:
+        if len(result.manifest.precisions) > 1:
+            print("accuracy gate: not measured (--no-gate or --no-validate)")
+        return
+    data = result.accuracy
+    print(f"accuracy gate ({data['gate']['what']}, against {data['reference']}, {len(data['data']['seeds'])} "
+          f"generated sequences x {data['data']['frames_per_sequence']} frames; accuracy.json):")
+    print("\n".join(summary_lines(data)))
+    missed = [name for name, entry in data["results"].items() if not entry["passed"]]
+    if missed:
+        print(f"!!! {', '.join(missed)} MISSED the accuracy gate: still usable, but the boxes can differ from FP32; "
+              f"the gate is {data['note']}")
 
 
 def _build_engines(args: argparse.Namespace, folder: str):  # noqa: ANN202 - a siamdeploy.tensorrt.cache.CacheEntry

@@ -19,8 +19,16 @@ from ..pysot_config import explicit_preset
 
 log = logging.getLogger(__name__)
 
-# the exporter's --precision for each graph precision a backend may need
-_EXPORT_PRECISION = {"fp32": "fp32", "fp16": "both"}
+# the exporter's --precision for each graph precision a backend may need (see _export_precision: a cached
+# export that lacks one precision is exported again with the union of what it had and what is asked)
+_EXPORT_PRECISION = {"fp32": "fp32", "fp16": "both", "int8": "int8"}
+
+
+def _export_precision(precision: str, had: tuple[str, ...] = ()) -> str:
+    """The exporter's --precision that writes ``precision`` plus every precision ``had`` (a stale entry)."""
+    from .exporter import export_precision_for
+
+    return export_precision_for({precision, *(p for p in had if p in _EXPORT_PRECISION)})
 
 
 def _cache_root() -> str:
@@ -85,8 +93,13 @@ def ensure_export(model_path: str, precision: str, config: str | None = None, pr
             log.info("using cached export %s", folder)
             return folder, manifest
         except ExportError as why:
+            had: tuple[str, ...] = ()
             if os.path.exists(folder):
                 log.info("cached export %s is unusable (%s); exporting again", folder, why)
+                try:
+                    had = read_manifest(folder, verify=False).precisions
+                except ExportError:
+                    had = ()
         log.info("exporting %s to %s (once; later loads reuse it)", os.path.basename(model_path), folder)
-        result = export_model(loaded, folder, precision=_EXPORT_PRECISION[precision], buckets=buckets)
+        result = export_model(loaded, folder, precision=_export_precision(precision, had), buckets=buckets)
         return result.folder, result.manifest

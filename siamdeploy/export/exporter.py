@@ -26,11 +26,12 @@ from .. import __version__
 from ..checkpoint import LoadedModel
 from ..families import family_of
 from ..fsutil import check_export_destination, make_temp_dir, replace_dir, sweep_stale_temp_dirs
-from ..manifest import (CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo, is_export_folder,
-                        sha256_file, write_manifest)
+from ..manifest import (BATCHED_ROLES, CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo,
+                        is_export_folder, sha256_file, write_manifest)
 from .fp16 import convert_mixed_fp16
 from .graphs import DEFAULT_BUCKETS  # noqa: F401 - re-exported
 from .graphs import GraphSpec, TensorSpec, check_buckets, plan_graphs, search_sizes
+from .int8 import Int8Options
 from .opset import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,30 @@ log = logging.getLogger(__name__)
 MAX_IR_VERSION = 10
 
 
+# --precision -> the graph precisions written (fp32 always: the reference and the INT8 calibration source)
+EXPORT_PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp32", "fp16"), "both": ("fp32", "fp16"),
+                     "int8": ("fp32", "int8"), "all": ("fp32", "fp16", "int8")}
+
+
+def export_precision_for(precisions: set[str]) -> str:
+    """The smallest ``--precision`` whose graphs include every precision in ``precisions``."""
+    for name in ("fp32", "both", "int8", "all"):
+        if precisions <= set(EXPORT_PRECISIONS[name]):
+            return name
+    raise ExportError(f"no export writes {', '.join(sorted(precisions))} graphs (fp32, fp16, int8 only)")
+
+
 @dataclass
 class ExportResult:
-    """Where the export went and what validation measured (per graph and precision)."""
+    """Where the export went and what validation measured (per graph and precision); ``accuracy``: the
+    accuracy-gate data written to ``accuracy.json`` (None when not measured); ``int8``: calibration and
+    per-stage sensitivity of the INT8 graphs (None without them)."""
 
     folder: str
     manifest: ExportManifest
     report: list[str]
+    accuracy: dict | None = None
+    int8: dict | None = None
 
 
 def _input_description(loaded: LoadedModel) -> InputInfo:
@@ -94,23 +112,35 @@ def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
 
 def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
                  validate: bool = True, progress: bool = True, overwrite: bool = True,
-                 buckets: tuple[int, ...] | list[int] = (1,)) -> ExportResult:
+                 buckets: tuple[int, ...] | list[int] = (1,), int8: Int8Options | None = None, gate: bool = True,
+                 gate_sequences: int = 3, gate_frames: int = 40) -> ExportResult:
     """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
     ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
 
     ``out_dir`` must not exist, or be an existing siamdeploy export folder (replaced only with
     ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
-    precision: ``fp32`` | ``fp16`` | ``both`` (fp16 = backbone/neck in FP16, the rest FP32; the FP32 graphs
-    are always written as the reference). opset: ONNX opset, :data:`MIN_OPSET`..:data:`MAX_OPSET`.
+    precision: ``fp32`` | ``fp16`` | ``both`` | ``int8`` | ``all`` (:data:`EXPORT_PRECISIONS`; fp16 =
+    backbone/neck in FP16, int8 = backbone/neck in INT8 Q/DQ (``int8`` options: :class:`Int8Options`), the
+    rest FP32; the FP32 graphs are always written as the reference). opset: ONNX opset,
+    :data:`MIN_OPSET`..:data:`MAX_OPSET` (13 or more with int8).
+    With ``validate`` and ``gate``, every reduced precision is teacher-forced against torch FP32 on
+    ``gate_sequences`` generated sequences of ``gate_frames`` frames and the result written to
+    ``accuracy.json`` (:mod:`siamdeploy.export.accuracy`); missing the gate does not fail the export.
     buckets: targets per call to write batched graphs for (docs/multi_target.md#batched-graphs; the default
     ``(1,)``: single-target graphs only, as exports before buckets; ``python -m siamdeploy.export`` writes
     :data:`DEFAULT_BUCKETS` unless told otherwise).
     Raises :class:`ExportError` when validation fails.
     """
-    if precision not in ("fp32", "fp16", "both"):
-        raise ExportError(f"precision must be fp32, fp16 or both, got '{precision}'")
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(f"precision must be {', '.join(EXPORT_PRECISIONS)}, got '{precision}'")
+    if gate_sequences < 1 or gate_frames < 2:
+        raise ExportError(f"the accuracy gate needs at least 1 sequence of 2 frames, got {gate_sequences} x "
+                          f"{gate_frames}")
     check_opset(opset)
     buckets = check_buckets(buckets)
+    if "int8" in EXPORT_PRECISIONS[precision] and opset < 13:
+        raise ExportError(f"INT8 export needs opset 13 or more (per-channel QuantizeLinear), got {opset}; pass "
+                          "--opset 13 or higher")
     preset = loaded.preset
     check_export_destination(out_dir, force=overwrite)
     out_dir = os.path.abspath(out_dir)
@@ -131,7 +161,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
                     "checkpoint_sha256": ckpt_sha}
         plans = plan_graphs(loaded.net, preset, buckets)
         graphs: list[GraphFile] = []
-        variants = ["fp32"] + (["fp16"] if precision in ("fp16", "both") else [])
+        variants = list(EXPORT_PRECISIONS[precision])
         for index, (spec, module, args) in enumerate(plans, start=1):
             if progress:
                 log.info("exporting %s (%d/%d)", spec.filename, index, len(plans))
@@ -166,14 +196,43 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             checkpoint=CheckpointInfo(os.path.basename(loaded.path), ckpt_sha, loaded.layout.name),
             opset=opset, graphs=tuple(graphs), extras=extras)
         write_manifest(tmp, manifest)
+        int8_info = None
+        if "int8" in variants:
+            from .int8 import write_int8_graphs
+
+            previous = out_dir if is_export_folder(out_dir) else None
+            # single-target graphs only: the calibration crops are one target's; int8 multi-target runs fall
+            # back to one call per target (docs/multi_target.md#precisions)
+            fp32_graphs = [g for g in graphs if g.precision == "fp32" and g.role not in BATCHED_ROLES]
+            written, int8_info = write_int8_graphs(loaded, tmp, fp32_graphs, int8 or Int8Options(), previous)
+            for entry in fp32_graphs:
+                q = written[entry.name]
+                graphs.append(dataclasses.replace(entry, precision="int8", file=q.file,
+                                                  sha256=sha256_file(os.path.join(tmp, q.file)),
+                                                  fp32_nodes=tuple(q.fp32_nodes), reduced_nodes=len(q.quantized)))
+            manifest = dataclasses.replace(manifest, graphs=tuple(graphs),
+                                           extras={**manifest.extras, "int8": int8_info})
+            write_manifest(tmp, manifest)
         report: list[str] = []
+        accuracy = None
         if validate:
             from .validate import validate_export
-            report = validate_export(loaded, tmp, variants)
+            relative: dict[str, dict[str, float]] = {}
+            report = validate_export(loaded, tmp, variants, relative)
             manifest = manifest.with_validation(report)
+            if gate and len(variants) > 1:
+                from .accuracy import ACCURACY_FILE, measure_gate, write_accuracy
+
+                if progress:
+                    log.info("measuring the accuracy gate of %s against torch FP32", ", ".join(variants[1:]))
+                accuracy = measure_gate(loaded, tmp, variants, gate_sequences, gate_frames, relative)
+                write_accuracy(tmp, accuracy)
+                summary = {name: entry["passed"] for name, entry in accuracy["results"].items()}
+                manifest = dataclasses.replace(manifest, extras={**manifest.extras, "accuracy_gate": {
+                    "file": ACCURACY_FILE, "passed": summary}})
             write_manifest(tmp, manifest)
         replace_dir(tmp, out_dir, replaceable=is_export_folder, keep_existing=not overwrite)
-        return ExportResult(out_dir, manifest, report)
+        return ExportResult(out_dir, manifest, report, accuracy, int8_info)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

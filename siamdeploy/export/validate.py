@@ -39,8 +39,11 @@ def _crops(loaded: LoadedModel) -> list[tuple[str, np.ndarray, dict[int, np.ndar
     return [("real crops", z, real), ("random crops", noise_z, noise)]
 
 
-def validate_export(loaded: LoadedModel, folder: str, precisions: list[str]) -> list[str]:
-    """Compare every graph of ``folder`` with the torch model; returns report lines, raises on mismatch."""
+def validate_export(loaded: LoadedModel, folder: str, precisions: list[str],
+                    relative: dict[str, dict[str, float]] | None = None) -> list[str]:
+    """Compare every graph of ``folder`` with the torch model; returns report lines, raises on mismatch.
+
+    ``relative``: when given, filled with precision -> tensor -> ``max|d| / max|ref|`` (largest over crops)."""
     from ..engine.onnxruntime_engine import OnnxRuntimeEngine
     from ..engine.torch_engine import TorchEngine
     from ..manifest import read_manifest
@@ -73,6 +76,11 @@ def validate_export(loaded: LoadedModel, folder: str, precisions: list[str]) -> 
                                     engine.mask_at(got.extras, cell))
         _check_batched(reference, engine, _crops(loaded), outputs)
         report += [f"{precision} {line}" for line in outputs.report]
+        if relative is not None:
+            rel = relative.setdefault(precision, {})
+            for diff in outputs.diffs:
+                key = diff.name.rsplit(" (", 1)[0]
+                rel[key] = max(rel.get(key, 0.0), diff.max_rel)
         failures += outputs.failures
         _check_one_frame(loaded, reference, engine, precision, report, failures)
     if failures:

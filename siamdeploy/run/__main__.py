@@ -133,10 +133,19 @@ def _run(args: argparse.Namespace) -> int:
             display.close()
     print(f"model: {_model_description(args)}")
     print("\n".join(summary.lines()))
+    _print_gate(prototype.engine)
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_gate(engine) -> None:  # noqa: ANN001 - an Engine
+    """The export's accuracy-gate verdict for what ran (a miss is a WARNING line)."""
+    from ..export.accuracy import gate_notes
+
+    for line in gate_notes(getattr(engine, "folder", None), engine.backend, engine.precision, engine.device):
+        print(line)
 
 
 def _make_tracker(args: argparse.Namespace, targets: int = 1):  # noqa: ANN202 - returns a runtime Tracker

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from . import device as _device
 from .inspection import layer_precisions, realised_precision
 from .manifest_view import ManifestView, read_view
 from .network import BuildOptions, attach_progress, builder_config, make_logger, parse_onnx
+from .qdq import tensorrt_int8_onnx
 from .versions import check_version, parse_version
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,10 @@ def build_all(tmp: str, folder: str, view: ManifestView, precision: str, options
         log.info("building TensorRT %s engine for %s (%d/%d, %s network) ...", precision, variants[use].file,
                  index, len(graphs), route[options["typing"]])
         t0 = time.monotonic()
-        plan, pinned = _build_one(trt, builder, logger, onnx_file, options, precision, fp32_nodes, name, version,
-                                  timing, timing_path)
+        with tempfile.TemporaryDirectory() as scratch:
+            parse = tensorrt_int8_onnx(onnx_file, scratch) if precision == "int8" else onnx_file
+            plan, pinned = _build_one(trt, builder, logger, parse, options, precision, fp32_nodes, name, version,
+                                      timing, timing_path)
         file = f"{name}{cache.ENGINE_SUFFIX}"
         with open(os.path.join(tmp, file), "wb") as fh:
             fh.write(plan)

@@ -129,7 +129,8 @@ def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, t
                               "build needs; re-export with --precision both (or build with --engine-precision fp32)")
         if precision == "int8" and "int8" not in variants:
             raise EngineError(f"the export has no INT8 (Q/DQ) graphs (has: {', '.join(variants)}): TensorRT INT8 "
-                              "engines are built only from explicitly quantized graphs; build fp16 instead")
+                              "engines are built only from explicitly quantized graphs; re-export with --precision "
+                              "int8, or build fp16")
         use = source_variant(precision, typing)
         entry = {"file": variants[use].file, "sha256": variants[use].sha256}
         if precision == "fp16" and typing == "weak":
