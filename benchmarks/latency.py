@@ -211,7 +211,10 @@ class UpstreamPysot:
         if _PYSOT_DEFAULTS is None:
             _PYSOT_DEFAULTS = cfg.clone()
         cfg.defrost()
-        cfg.merge_from_other_cfg(_PYSOT_DEFAULTS)  # forget the previous preset's experiment
+        for key in [k for k in cfg if k not in _PYSOT_DEFAULTS]:  # forget the previous preset's experiment
+            del cfg[key]
+        for key, value in _PYSOT_DEFAULTS.items():  # (a merge would keep its extra KWARGS keys)
+            cfg[key] = value.clone() if hasattr(value, "clone") else value
         config = os.path.join(workdir, f"pysot_{preset_name}.yaml")
         _stripped_config(upstream_experiment(checkout, preset_name), config)
         cfg.merge_from_file(config)
