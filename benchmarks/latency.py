@@ -17,8 +17,9 @@ turn (the order rotating per frame), so load on a shared machine falls on every 
 ``--upstream PATH`` adds a row for STVIR/pysot's own tracker from the user's checkout (``ModelBuilder`` +
 ``build_tracker`` with the checkout's ``experiments/<preset>/config.yaml``, the same random weights written as a
 pysot checkpoint, the same frames), for the presets pysot has; every other row then also gets its speed-up over
-that row (upstream frame p50 / row frame p50). The upstream row's search time is its ``model.track`` call; its
-runtime overhead the rest of ``tracker.track`` (crops, decode, and for SiamMask the refine), as for the others.
+that row (upstream frame p50 / row frame p50). The upstream row's search time is its ``model.track`` call (plus
+``model.mask_refine`` for SiamMask, as the engines' refine is added to theirs); its runtime overhead the rest of
+``tracker.track`` (crops, decode, mask post-processing), as for the others.
 The checkout is imported through the shims of ``tools/upstream_traces`` (numpy 2 aliases, ``F.upsample``,
 OpenCV 4's ``findContours``); nothing in it is changed. Needs ``yacs`` (``pip install -e '.[traces]'``).
 """
@@ -97,11 +98,22 @@ class TimedEngine(Engine):
     def _search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
         return self._timed(self.inner._search, self.search_ms, x, kernels)
 
+    # SiamMask's mask branch is network time too: added to the frame's search time, so that the runtime overhead
+    # column is the runtime's own work only
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
-        return self.inner.refine(extras, cell)
+        return self._added(self.inner.refine, extras, cell)
 
     def mask_at(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
-        return self.inner.mask_at(extras, cell)
+        return self._added(self.inner.mask_at, extras, cell)
+
+    def _added(self, fn: Any, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if self.sync:
+            self.sync()
+        if self.search_ms:
+            self.search_ms[-1] += (time.perf_counter() - t0) * 1000
+        return out
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -228,6 +240,8 @@ class UpstreamPysot:
         self.search_ms: list[float] = []
         model.template = self._timed(model.template, self.template_ms)  # the tracker calls self.model.<fn>
         model.track = self._timed(model.track, self.search_ms)
+        if hasattr(model, "mask_refine"):  # SiamMask's refine: network time of the same frame, as for the engines
+            model.mask_refine = self._added(model.mask_refine, self.search_ms)
         self.model = model
         self.tracker = build_tracker(model)
         if cfg.MASK.MASK:
@@ -242,6 +256,16 @@ class UpstreamPysot:
             t0 = time.perf_counter()
             out = fn(*args)
             store.append((time.perf_counter() - t0) * 1000)
+            return out
+        return timed
+
+    @staticmethod
+    def _added(fn: Any, store: list[float]) -> Any:
+        def timed(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*args)
+            if store:
+                store[-1] += (time.perf_counter() - t0) * 1000
             return out
         return timed
 

@@ -69,3 +69,29 @@ def test_upstream_path_must_be_a_pysot_checkout(tmp_path) -> None:
     proc = subprocess.run([sys.executable, _PATH, "--upstream", str(tmp_path), "--presets", "siamrpn_alex_dwxcorr"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not a STVIR/pysot checkout" in proc.stderr.splitlines()[-1], proc.stderr[-800:]
+
+
+def test_refine_counts_as_engine_time(latency) -> None:
+    """SiamMask's refine is network time: it is added to the frame's search time, not to the runtime overhead."""
+    import time
+
+    import numpy as np
+
+    from siamdeploy.engine.base import Engine, SearchOutput
+
+    class Slow(Engine):
+        def _template(self, z):
+            return ()
+
+        def _search(self, x, kernels):
+            return SearchOutput({"cls": np.zeros(1, np.float32), "loc": np.zeros(1, np.float32)})
+
+        def refine(self, extras, cell):
+            time.sleep(0.05)
+            return np.zeros((127, 127), np.float32)
+
+    timed = latency.TimedEngine(Slow())
+    timed.search(np.zeros((1, 3, 8, 8), np.float32), ())
+    before = timed.search_ms[-1]
+    timed.refine(None, (0, 0))
+    assert timed.search_ms[-1] - before >= 45.0 and len(timed.search_ms) == 1
