@@ -10,10 +10,25 @@ template time, search-engine time, the runtime's own work per frame (crop + deco
 around the engine call), end-to-end
 frame time; p50/p90/p99 in ms after warm-up. Prints a table and writes JSON (machine and library versions
 included). Backends that cannot run here are listed with the reason.
+
+All rows of a preset run interleaved: every tracker is set up first, then each frame goes to each tracker in
+turn (the order rotating per frame), so load on a shared machine falls on every row alike.
+
+    python benchmarks/latency.py --upstream /path/to/pysot --presets siamrpn_alex_dwxcorr siamrpn_r50_l234_dwxcorr
+
+``--upstream PATH`` adds a row for STVIR/pysot's own tracker from the user's checkout (``ModelBuilder`` +
+``build_tracker`` with the checkout's ``experiments/<preset>/config.yaml``, the same random weights written as a
+pysot checkpoint, the same frames), for the presets pysot has; every other row then also gets its speed-up over
+that row (upstream frame p50 / row frame p50). The upstream row's search time is its ``model.track`` call (plus
+``model.mask_refine`` for SiamMask, as the engines' refine is added to theirs); its runtime overhead the rest of
+``tracker.track`` (crops, decode, mask post-processing), as for the others.
+The checkout is imported through the shims of ``tools/upstream_traces`` (numpy 2 aliases, ``F.upsample``,
+OpenCV 4's ``findContours``); nothing in it is changed. Needs ``yacs`` (``pip install -e '.[traces]'``).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -25,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # siamdeploy, tools
 
 from siamdeploy.synthetic import generate_sequence  # noqa: E402
 from siamdeploy.engine.base import Engine, SearchOutput  # noqa: E402
@@ -85,11 +100,22 @@ class TimedEngine(Engine):
     def _search(self, x: np.ndarray, kernels: Any) -> SearchOutput:
         return self._timed(self.inner._search, self.search_ms, x, kernels)
 
+    # SiamMask's mask branch is network time too: added to the frame's search time, so that the runtime overhead
+    # column is the runtime's own work only
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
-        return self.inner.refine(extras, cell)
+        return self._added(self.inner.refine, extras, cell)
 
     def mask_at(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
-        return self.inner.mask_at(extras, cell)
+        return self._added(self.inner.mask_at, extras, cell)
+
+    def _added(self, fn: Any, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if self.sync:
+            self.sync()
+        if self.search_ms:
+            self.search_ms[-1] += (time.perf_counter() - t0) * 1000
+        return out
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -169,32 +195,182 @@ def plot(results: dict[str, Any], path: str) -> str | None:
     return path
 
 
-def measure(preset_name: str, factory: Any, frames: int, warmup: int) -> dict[str, Any]:
-    preset = get_preset(preset_name)
-    inner = factory()
-    sync = None
-    if inner.device.startswith("cuda") and inner.backend == "torch":
+UPSTREAM_LABEL = "upstream pysot (torch fp32, cpu)"
+
+
+class UpstreamPysot:
+    """STVIR/pysot's tracker from a checkout, timed like :class:`TimedEngine`: ``template_ms`` / ``search_ms``
+    are its ``model.template`` / ``model.track`` calls (the network), the rest of ``track`` is its runtime.
+
+    checkout: the pysot repository root (``pysot/`` and ``experiments/`` in it); preset_name: a pysot preset
+    whose experiment folder the checkout has; state: the float32 state dict in pysot's key names; workdir: a
+    scratch folder for the checkpoint and the stripped config. pysot keeps one global config, so one instance
+    at a time is live (the next one resets it).
+    """
+
+    backend, device, precision = "upstream pysot", "cpu", "fp32"
+
+    def __init__(self, checkout: str, preset_name: str, state: dict[str, Any], workdir: str) -> None:
         import torch
-        sync = torch.cuda.synchronize
-    engine = TimedEngine(inner, sync)
-    seq = generate_sequence(seed=1, num_frames=frames + warmup + 1, size=(640, 480))
-    tracker = make_tracker(engine, preset.track, preset.name)
-    tracker.init(seq.frames[0], seq.boxes[0])
-    frame_ms = []
-    for i, frame in enumerate(seq.frames[1:]):
-        t0 = time.perf_counter()
-        tracker.track(frame)
-        elapsed = (time.perf_counter() - t0) * 1000
-        if i >= warmup:
-            frame_ms.append(elapsed)
-    search = engine.search_ms[warmup:]
+
+        from tools.upstream_traces import shims
+        from tools.upstream_traces.checkpoints import upstream_checkpoint
+        from tools.upstream_traces.runners.pysot import _stripped_config
+
+        shims.restore_numpy_aliases()
+        shims.upsample_as_interpolate()
+        if checkout not in sys.path:
+            sys.path.insert(0, checkout)
+        from pysot.core.config import cfg
+        from pysot.models.model_builder import ModelBuilder
+        from pysot.tracker.tracker_builder import build_tracker
+
+        global _PYSOT_DEFAULTS
+        if _PYSOT_DEFAULTS is None:
+            _PYSOT_DEFAULTS = cfg.clone()
+        cfg.defrost()
+        for key in [k for k in cfg if k not in _PYSOT_DEFAULTS]:  # forget the previous preset's experiment
+            del cfg[key]
+        for key, value in _PYSOT_DEFAULTS.items():  # (a merge would keep its extra KWARGS keys)
+            cfg[key] = value.clone() if hasattr(value, "clone") else value
+        config = os.path.join(workdir, f"pysot_{preset_name}.yaml")
+        _stripped_config(upstream_experiment(checkout, preset_name), config)
+        cfg.merge_from_file(config)
+        cfg.CUDA = False
+        ckpt = os.path.join(workdir, f"pysot_{preset_name}.pth")
+        torch.save(upstream_checkpoint(preset_name, state), ckpt)
+        model = ModelBuilder()
+        model.load_state_dict(torch.load(ckpt, map_location="cpu"), strict=True)
+        model.eval()
+        self.template_ms: list[float] = []
+        self.search_ms: list[float] = []
+        model.template = self._timed(model.template, self.template_ms)  # the tracker calls self.model.<fn>
+        model.track = self._timed(model.track, self.search_ms)
+        if hasattr(model, "mask_refine"):  # SiamMask's refine: network time of the same frame, as for the engines
+            model.mask_refine = self._added(model.mask_refine, self.search_ms)
+        self.model = model
+        self.tracker = build_tracker(model)
+        if cfg.MASK.MASK:
+            import cv2
+            from pysot.tracker import siammask_tracker
+            siammask_tracker.cv2 = shims.OpenCV4Facade(cv2)  # type: ignore[attr-defined]
+        self._torch = torch
+
+    @staticmethod
+    def _timed(fn: Any, store: list[float]) -> Any:
+        def timed(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*args)
+            store.append((time.perf_counter() - t0) * 1000)
+            return out
+        return timed
+
+    @staticmethod
+    def _added(fn: Any, store: list[float]) -> Any:
+        def timed(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*args)
+            if store:
+                store[-1] += (time.perf_counter() - t0) * 1000
+            return out
+        return timed
+
+    def init(self, frame: np.ndarray, box: Any) -> None:
+        with self._torch.no_grad():
+            self.tracker.init(frame, [float(v) for v in box])
+
+    def track(self, frame: np.ndarray) -> Any:
+        with self._torch.no_grad():
+            return self.tracker.track(frame)
+
+
+_PYSOT_DEFAULTS: Any = None
+
+
+def upstream_experiment(checkout: str, preset_name: str) -> str:
+    """The checkout's ``experiments/<preset>/config.yaml`` (pysot names its experiments as siamdeploy's
+    pysot presets)."""
+    return os.path.join(checkout, "experiments", preset_name, "config.yaml")
+
+
+def upstream_skip_reason(checkout: str, preset_name: str) -> str:
+    """Why the upstream row cannot run for ``preset_name`` ('' when it can)."""
+    if get_preset(preset_name).source != "pysot":
+        return f"{preset_name} is not a pysot preset (the upstream row runs STVIR/pysot's tracker)"
+    if not os.path.isfile(upstream_experiment(checkout, preset_name)):
+        return f"the checkout has no experiments/{preset_name}/config.yaml"
+    return ""
+
+
+class _Row:
+    """One tracker being measured: its frame times and where its template/search times are kept."""
+
+    def __init__(self, label: str, tracker: Any, timed: Any, info: tuple[str, str, str]) -> None:
+        self.label, self.tracker, self.timed, self.info = label, tracker, timed, info
+        self.frame_ms: list[float] = []
+
+
+def _summary(row: _Row, warmup: int) -> dict[str, Any]:
+    frame_ms = row.frame_ms[warmup:]
+    search = row.timed.search_ms[warmup:]
     overhead = [f - s for f, s in zip(frame_ms, search)]
-    for _ in range(max(3, warmup)):  # template timing: a few repeated inits
-        tracker.init(seq.frames[0], seq.boxes[0])
-    return {"backend": inner.backend, "device": inner.device, "precision": inner.precision,
-            "template_ms": _pct(engine.template_ms[1:] or engine.template_ms), "search_ms": _pct(search),
+    backend, device, precision = row.info
+    return {"backend": backend, "device": device, "precision": precision,
+            "template_ms": _pct(row.timed.template_ms[1:] or row.timed.template_ms), "search_ms": _pct(search),
             "runtime_overhead_ms": _pct(overhead), "frame_ms": _pct(frame_ms),
             "fps": 1000.0 / float(np.mean(frame_ms))}
+
+
+def measure_interleaved(preset_name: str, factories: list[tuple[str, Any]], frames: int, warmup: int,
+                        upstream: Any = None) -> dict[str, dict[str, Any]]:
+    """Every engine of ``factories`` (label, factory) and the optional ``upstream`` tracker (a zero-argument
+    callable returning an :class:`UpstreamPysot`) on the same 640x480 frames, frame by frame in turn (the
+    order rotating each frame). Returns label -> ``{template_ms, search_ms, runtime_overhead_ms, frame_ms:
+    {p50, p90, p99, mean, n} (ms), fps, backend, device, precision}``; ``warmup`` frames are left out."""
+    preset = get_preset(preset_name)
+    seq = generate_sequence(seed=1, num_frames=frames + warmup + 1, size=(640, 480))
+    rows: list[_Row] = []
+    syncs: dict[str, Any] = {}
+    for label, factory in factories:
+        inner = factory()
+        sync = None
+        if inner.device.startswith("cuda") and inner.backend == "torch":
+            import torch
+            sync = torch.cuda.synchronize
+        engine = TimedEngine(inner, sync)
+        rows.append(_Row(label, make_tracker(engine, preset.track, preset.name), engine,
+                         (inner.backend, inner.device, inner.precision)))
+        syncs[label] = sync
+    if upstream is not None:
+        up = upstream()
+        rows.append(_Row(UPSTREAM_LABEL, up, up, (up.backend, up.device, up.precision)))
+    for row in rows:
+        row.tracker.init(seq.frames[0], seq.boxes[0])
+    for i, frame in enumerate(seq.frames[1:]):
+        for k in range(len(rows)):
+            row = rows[(i + k) % len(rows)]
+            t0 = time.perf_counter()
+            row.tracker.track(frame)
+            if syncs.get(row.label):
+                syncs[row.label]()
+            row.frame_ms.append((time.perf_counter() - t0) * 1000)
+    for _ in range(max(3, warmup)):  # template timing: a few repeated inits
+        for row in rows:
+            row.tracker.init(seq.frames[0], seq.boxes[0])
+    out = {row.label: _summary(row, warmup) for row in rows}
+    for row in rows:
+        close = getattr(row.timed, "inner", None)
+        if close is not None:
+            close.close()
+    return out
+
+
+def speedups(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """label -> upstream frame p50 / that row's frame p50 (empty without an upstream row)."""
+    if UPSTREAM_LABEL not in rows:
+        return {}
+    ref = rows[UPSTREAM_LABEL]["frame_ms"]["p50"]
+    return {label: ref / r["frame_ms"]["p50"] for label, r in rows.items() if label != UPSTREAM_LABEL}
 
 
 def main() -> int:
@@ -205,7 +381,16 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", default="benchmarks/results/latency.json")
     ap.add_argument("--skip-cpu", action="store_true", help="leave out the CPU backends (a GPU machine's check)")
+    ap.add_argument("--upstream", metavar="PATH", default=None,
+                    help="a STVIR/pysot checkout: add its own tracker as a row, interleaved, and print every row's "
+                         "speed-up over it (end to end per frame, p50)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="LABEL",
+                    help="run only the rows whose label contains one of these words (e.g. onnxruntime openvino)")
     args = ap.parse_args()
+    if args.upstream is not None:
+        args.upstream = os.path.abspath(args.upstream)
+        if not os.path.isfile(os.path.join(args.upstream, "pysot", "core", "config.py")):
+            ap.error(f"--upstream {args.upstream}: not a STVIR/pysot checkout (no pysot/core/config.py in it)")
     logging.basicConfig(level=logging.WARNING)
     import onnx
     import torch
@@ -226,12 +411,32 @@ def main() -> int:
             if args.skip_cpu:
                 skipped += [(label, "--skip-cpu") for label, _ in runnable if " cpu " in f" {label} "]
                 runnable = [(label, make) for label, make in runnable if " cpu " not in f" {label} "]
-            rows = {label: measure(preset, factory, args.frames, args.warmup) for label, factory in runnable}
+            if args.only:
+                skipped += [(label, "--only") for label, _ in runnable if not any(w in label for w in args.only)]
+                runnable = [(label, make) for label, make in runnable if any(w in label for w in args.only)]
+            upstream: Any = None
+            if args.upstream is not None:
+                why = upstream_skip_reason(args.upstream, preset)
+                if why:
+                    skipped.append((UPSTREAM_LABEL, why))
+                else:
+                    # the random weights engines_for saved for this preset
+                    state = torch.load(os.path.join(workdir, f"{preset}.pth"), map_location="cpu", weights_only=True)
+                    upstream = functools.partial(UpstreamPysot, args.upstream, preset, state, workdir)
+            rows = measure_interleaved(preset, runnable, args.frames, args.warmup, upstream)
+            ratios = speedups(rows)
             results["presets"][preset] = {"results": rows, "skipped": dict(skipped)}
-            print(f"\n{preset} (640x480 frames, {args.frames} frames after {args.warmup} warm-up; ms p50 / p90 / p99)")
+            if ratios:
+                results["presets"][preset]["speedup_vs_upstream"] = ratios
+            print(f"\n{preset} (640x480 frames, {args.frames} frames after {args.warmup} warm-up, rows interleaved; "
+                  "ms p50 / p90 / p99)")
             print("\n".join(format_table(rows)))
             for label, reason in skipped:
                 print(f"{label:<24}skipped: {reason}")
+            if ratios:
+                print(f"speed-up over {UPSTREAM_LABEL}, end to end per frame (p50):")
+                for label, ratio in ratios.items():
+                    print(f"  {label:<40} x{ratio:.2f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=2)

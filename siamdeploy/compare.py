@@ -43,12 +43,18 @@ class Tolerance:
 # - TensorRT FP32 (TF32 off): (1e-3, 1e-3); FP16 (TensorRT may accumulate in FP16): (5e-2, 5e-2); teacher-forced
 #   boxes IoU >= 0.95 per frame.
 # - torch FP16 on CUDA (backbone/neck FP16) against torch FP32 on CUDA: (5e-2, 5e-2); teacher-forced IoU >= 0.95.
+# - torch bf16 on the CPU (backbone/neck under bf16 autocast, correlation and heads FP32), measured with torch's
+#   emulated bf16 kernels (an AVX2 CPU; AMX rounds inputs and weights to bf16 the same way and accumulates in
+#   FP32): relative to max|ref|, AlexNet kernels 2.3 %, cls 2.0 %, loc 1.4 %; siammask_r50_l3 (ResNet-50) kernels
+#   up to 11 %, cls 6.9 %, loc 3.0 %, refine 4.2 %. bf16 keeps 8 significant bits, so deep backbones drift that
+#   far; per tensor is loose like onnxruntime FP16, the box is the gate.
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("onnxruntime", "fp32"): Tolerance(1e-4, 1e-4, box_px=0.05),
     ("onnxruntime", "fp16"): Tolerance(5e-2, 2e-1, min_iou=0.9),
     ("tensorrt", "fp32"): Tolerance(1e-3, 1e-3, min_iou=0.95),
     ("tensorrt", "fp16"): Tolerance(5e-2, 5e-2, min_iou=0.95),
     ("torch", "fp16"): Tolerance(5e-2, 5e-2, min_iou=0.95),
+    ("torch", "bf16"): Tolerance(5e-2, 1.5e-1, min_iou=0.9),
     # Not measured yet (no GPU here), so gated by the box IoU: torch FP32 on CUDA against torch on the CPU
     # (cuDNN convolutions may run in TF32, torch.backends.cudnn.allow_tf32 is on by default), and onnxruntime's
     # TensorRT execution provider, gated like TensorRT itself.

@@ -24,13 +24,16 @@ def _installed(module: str) -> bool:
 
 @register
 class TorchBackend(Backend):
-    """PyTorch eager on the checkpoint itself: the reference (CPU, or CUDA with fp16 and CUDA graphs)."""
+    """PyTorch eager on the checkpoint itself: the reference (CPU, or CUDA with fp16 and CUDA graphs). bf16 on
+    the CPU (backbone/neck autocast, correlation and heads FP32) is an opt-in, refused where torch has no bf16
+    CPU kernels."""
 
     name = "torch"
     description = "PyTorch on the checkpoint (the reference)"
     devices = ("cpu", "cuda")
     default_device = "cpu"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "bf16")
+    explicit_precisions = ("bf16",)
     auto_priority = 40
     takes_export = False
 
@@ -49,6 +52,15 @@ class TorchBackend(Backend):
     def supports(cls, device: str, precision: str) -> tuple[bool, str]:
         if precision == "fp16" and not device.startswith("cuda"):
             return False, "the torch backend runs fp16 on CUDA only (backbone/neck in half precision)"
+        if precision == "bf16":
+            if device.startswith("cuda"):
+                return False, "the torch backend runs bf16 on the CPU only; use precision='fp16' on CUDA"
+            if not _installed("torch"):
+                return True, ""  # require() names the missing package
+            from ..engine.torch_engine import cpu_bf16_support
+
+            ok, why = cpu_bf16_support()
+            return (True, "") if ok else (False, why)
         return True, ""
 
     @classmethod

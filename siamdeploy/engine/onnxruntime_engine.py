@@ -7,6 +7,7 @@ travel back to the host.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,8 @@ class OnnxRuntimeEngine(Engine):
             self.sessions[graph.name] = session
             if graph.role == "search" and graph.instance_size is not None:
                 self.search_by_size[graph.instance_size] = graph.name
+        # per thread: search graph -> (the kernels bound to it, its I/O binding, its output names); see _search
+        self._search_bindings = threading.local()
         self.kernel_names = list(manifest.kernel_names(precision))
         self.exemplar_size = manifest.exemplar_size
         self._ort = ort
@@ -81,6 +84,7 @@ class OnnxRuntimeEngine(Engine):
         self._kernel_rows = [t.shape[0] for t in manifest.graph("template", precision).outputs]
 
     def close(self) -> None:
+        self._search_bindings = threading.local()
         self.sessions.clear()
         self._stacks.clear()
 
@@ -153,10 +157,28 @@ class OnnxRuntimeEngine(Engine):
         if size not in self.search_by_size:
             raise EngineError(f"export '{self.folder}' has no search graph for {size}x{size} crops "
                               f"(has {sorted(self.search_by_size)})")
-        feeds: dict[str, Any] = {"search": x}
-        feeds.update(zip(self.kernel_names, kernels))
-        outs = self._run(self.search_by_size[size], feeds)
-        return self._split(outs)
+        name = self.search_by_size[size]
+        session = self.sessions[name]
+        # the kernels are constant per target: bind them once, rebind only when another target's come in
+        bindings = self._search_bindings.__dict__.setdefault("by_graph", {})  # one binding per thread and graph
+        held = bindings.get(name)
+        if held is None or held[0] is not kernels:
+            if len(kernels) != len(self.kernel_names):
+                raise EngineError(f"search needs {len(self.kernel_names)} kernels from this engine's template(), "
+                                  f"got {len(kernels)}")
+            binding = session.io_binding()
+            # numpy kernels become OrtValues held with the binding (it only points at their memory)
+            values = [self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(k, np.float32))
+                      if isinstance(k, np.ndarray) else k for k in kernels]
+            for kname, value in zip(self.kernel_names, values):
+                binding.bind_ortvalue_input(kname, value)
+            held = bindings[name] = (kernels, binding, [o.name for o in session.get_outputs()], values)
+        _, binding, names, _ = held
+        binding.bind_cpu_input("search", np.ascontiguousarray(x, np.float32))
+        for out in names:  # fresh output buffers every run: the caller keeps the arrays
+            binding.bind_output(out, "cpu", self._device_id)
+        session.run_with_iobinding(binding)
+        return self._split({n: v.numpy() for n, v in zip(names, binding.get_outputs())})
 
     def refine(self, extras: Any, cell: tuple[int, int]) -> np.ndarray:
         p0, p1, p2, p3 = crop_refine_inputs_np(extras["f0"], extras["f1"], extras["f2"], extras["mask_corr"], *cell)

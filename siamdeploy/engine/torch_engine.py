@@ -4,10 +4,17 @@ On CUDA, for GPUs without TensorRT: ``precision="fp16"`` runs the backbone and n
 the correlation and heads in FP32 (the features are cast back at the neck output), and ``cuda_graph=True``
 replays the search step as a CUDA graph per search-crop shape (static shapes). Both are off by default; the
 default path (FP32, no graph) is unchanged.
+
+On the CPU, ``precision="bf16"`` runs the backbone and neck under ``torch.autocast`` in bfloat16 (weights stay
+FP32) and the correlation, heads and SiamMask refine in FP32. It is refused on a CPU where torch's oneDNN has
+no bf16 kernels (:func:`cpu_bf16_support`): there torch emulates bf16 convolutions element by element, about
+20 times slower than FP32 on an AVX2 CPU, and less exact. ``allow_emulated_bf16=True`` runs it anyway (for
+numerical checks on such machines, never for speed).
 """
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import numpy as np
@@ -18,6 +25,28 @@ from ..models import SiameseNet
 from ..models.heads import crop_refine_inputs
 from .base import Engine, KernelStacks, SearchOutput, split_rows
 
+log = logging.getLogger(__name__)
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """``(True, how)`` when torch runs bf16 convolutions on this CPU with oneDNN kernels (``how``: ``native``
+    with AMX or AVX-512 BF16 instructions, ``AVX-512`` where oneDNN converts in AVX-512 registers: it runs,
+    but is no faster than FP32), else ``(False, why + fix)``. torch's own test decides
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported``: AVX-512 BW/VL/DQ on x86, or Arm bf16)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not torch.backends.mkldnn.is_available():
+        return False, "this torch build has no oneDNN (mkldnn), so it has no bf16 CPU kernels; use precision='fp32'"
+    try:
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the query: its oneDNN bf16 path is not known to run
+        supported = False
+    if not supported:
+        return False, (f"this CPU has no bf16 support in torch (oneDNN bf16 needs AVX-512 or AMX; torch reports "
+                       f"{capability}): torch would emulate bf16 at many times the FP32 time; use precision='fp32'")
+    native = any(getattr(torch.cpu, probe, lambda: False)() for probe in
+                 ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return True, "native" if native else "AVX-512"
+
 
 class TorchEngine(Engine):
     """Runs a :class:`SiameseNet` in eval mode under ``torch.inference_mode``. Kernels stay on the device."""
@@ -25,19 +54,35 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, net: SiameseNet, device: str | None = None, precision: str = "fp32",
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool = False, allow_emulated_bf16: bool = False) -> None:
+        """net: the model (the caller's object stays FP32); device: ``cpu`` / ``cuda[:N]`` (None: CUDA when
+        present); precision: ``fp32``, ``fp16`` (CUDA) or ``bf16`` (CPU, see :func:`cpu_bf16_support`);
+        cuda_graph: replay the search as a CUDA graph; allow_emulated_bf16: run bf16 where torch only
+        emulates it (slow; for checks)."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineError(f"device '{device}' requested but this torch build sees no CUDA GPU; use device='cpu'")
-        if precision not in ("fp32", "fp16"):
-            raise EngineError(f"torch engine precision must be fp32 or fp16, got '{precision}'")
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise EngineError(f"torch engine precision must be fp32 or fp16 (CUDA), or bf16 (CPU), got '{precision}'")
         if (precision == "fp16" or cuda_graph) and not str(device).startswith("cuda"):
             what = "FP16" if precision == "fp16" else "CUDA graphs"
             raise EngineError(f"{what} on the torch backend need a CUDA device (got '{device}'); use precision='fp32' "
                               "and cuda_graph=False on CPU")
+        self.bf16_kernels = ""
+        if precision == "bf16":
+            if str(device).startswith("cuda"):
+                raise EngineError(f"bf16 on the torch backend runs on the CPU only (got '{device}'); use "
+                                  "precision='fp16' on CUDA")
+            ok, how = cpu_bf16_support()
+            if not ok and not allow_emulated_bf16:
+                raise EngineError(f"torch cannot run bf16 here: {how}")
+            self.bf16_kernels = how if ok else "emulated"
+            if self.bf16_kernels != "native":
+                log.warning("torch bf16 on a CPU without bf16 instructions (%s): slower than fp32 here",
+                            self.bf16_kernels)
         self.device = str(torch.device(device))
-        if precision == "fp16":  # converted in place below: work on a copy, the caller's net stays FP32
+        if precision in ("fp16", "bf16"):  # changed below: work on a copy, the caller's net stays FP32
             net = copy.deepcopy(net)
         self.net = net.eval().to(self.device)
         self.output_names = net.output_names
@@ -48,6 +93,8 @@ class TorchEngine(Engine):
         self._stacks = KernelStacks()
         if precision == "fp16":
             self.net.half_features()
+        elif precision == "bf16":
+            self.net.autocast_features(torch.bfloat16)
 
     def _tensor(self, arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(arr).to(self.device)
@@ -135,4 +182,5 @@ class TorchEngine(Engine):
         self._stacks.clear()
 
     def describe(self) -> str:
-        return f"{self.backend} ({self.precision}, {self.device}{', CUDA graph' if self.cuda_graph else ''})"
+        bf16 = f", backbone/neck bf16 autocast ({self.bf16_kernels} kernels)" if self.precision == "bf16" else ""
+        return f"{self.backend} ({self.precision}, {self.device}{', CUDA graph' if self.cuda_graph else ''}{bf16})"

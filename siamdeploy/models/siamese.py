@@ -30,6 +30,7 @@ class SiameseNet(nn.Module):
         super().__init__()
         self.spec = spec
         self._half = False  # see half_features()
+        self._autocast: torch.dtype | None = None  # see autocast_features()
         self.backbone = build_backbone(spec.backbone, spec.width_mult, spec.used_layers)
         self.neck = AdjustAllLayer(spec.neck_in, spec.neck_out) if spec.neck_out else None
         self.rpn_head = build_head(spec)
@@ -61,8 +62,21 @@ class SiameseNet(nn.Module):
             self.neck.half()
         self._half = True
 
+    def autocast_features(self, dtype: torch.dtype | None) -> None:
+        """Run backbone and neck under ``torch.autocast`` in ``dtype`` (``torch.bfloat16`` on the CPU; None:
+        off). The weights stay FP32; the features are cast back to FP32 at the neck output, so the correlation,
+        the heads and SiamMask's refine run in FP32."""
+        self._autocast = dtype
+
     def _features(self, img: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(features for the heads, extra backbone levels for refine)."""
+        if self._autocast is not None:
+            with torch.autocast(device_type=img.device.type, dtype=self._autocast):
+                heads_in, extra = self._backbone_neck(img)
+            return [f.float() for f in heads_in], [e.float() for e in extra]
+        return self._backbone_neck(img)
+
+    def _backbone_neck(self, img: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         half = self._half
         feats = self.backbone(img.half() if half else img)
         if isinstance(feats, torch.Tensor):

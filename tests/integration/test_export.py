@@ -137,3 +137,30 @@ def test_export_cli(random_checkpoint, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "siamdeploy.export", str(bad)], capture_output=True, text=True,
                           timeout=600, cwd=str(tmp_path))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_onnxruntime_kernels_bound_once_per_target(exported) -> None:
+    """The search binding keeps a target's kernels between frames and rebinds them when another target's kernels
+    come in: alternating two targets on one engine gives what each gives on an engine of its own."""
+    from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
+    from siamdeploy.manifest import read_manifest
+
+    folder = exported("siamrpn_alex_dwxcorr")
+    shared = OnnxRuntimeEngine(folder, read_manifest(folder))
+    rng = np.random.default_rng(5)
+    zs = [rng.uniform(0, 255, (1, 3, 127, 127)).astype(np.float32) for _ in range(2)]
+    xs = [rng.uniform(0, 255, (1, 3, 287, 287)).astype(np.float32) for _ in range(3)]
+    kernels = [shared.template(z) for z in zs]
+    alone = []
+    for z in zs:
+        own = OnnxRuntimeEngine(folder, read_manifest(folder))
+        k = own.template(z)
+        alone.append([own.search(x, k).outputs["cls"] for x in xs])
+    for i, x in enumerate(xs):
+        for t in (0, 1, 0):
+            got = shared.search(x, kernels[t]).outputs["cls"]
+            np.testing.assert_array_equal(got, alone[t][i])
+    first = shared.search(xs[0], kernels[0]).outputs["cls"]
+    second = shared.search(xs[1], kernels[0]).outputs["cls"]
+    assert not np.array_equal(first, second), "each frame's search crop is bound anew"
+    np.testing.assert_array_equal(first, alone[0][0])  # an output array is not overwritten by the next run
