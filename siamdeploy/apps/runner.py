@@ -482,9 +482,13 @@ def run_tracking(source: Source, new_tracker: Callable[[], Tracker], inits: list
         summary = Summary(backend=trackers[0].engine.describe(), preset=trackers[0].name, targets=len(trackers))
         t0 = time.perf_counter()
         # a bad init box fails here, before any output file exists; one template call for all targets
-        blobs = [tracker.init_prepare(first, box) for tracker, box in zip(trackers, inits)]
-        for tracker, kernels in zip(trackers, trackers[0].engine.template_many(blobs)):
-            tracker.init_finish(kernels)
+        if all(isinstance(t, Tracker) and t.engine is trackers[0].engine for t in trackers):
+            blobs = [tracker.init_prepare(first, box) for tracker, box in zip(trackers, inits)]
+            for tracker, kernels in zip(trackers, trackers[0].engine.template_many(blobs)):
+                tracker.init_finish(kernels)
+        else:  # trackers on a server: each opens its own stream
+            for tracker, box in zip(trackers, inits):
+                tracker.init(first, box)
         summary.add("init", time.perf_counter() - t0)
     except BaseException:
         source.close()

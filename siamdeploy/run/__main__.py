@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
             display.close()
     print(f"model: {_model_description(args)}")
     print("\n".join(summary.lines()))
-    _print_gate(prototype.engine)
+    if not args.server:  # a server's export and its gate verdict are the server's to report
+        _print_gate(prototype.engine)
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)
         return 1
