@@ -33,7 +33,7 @@ def exported(random_checkpoint, tmp_path_factory):
         if preset not in _EXPORTS:
             folder = str(tmp_path_factory.mktemp("export") / preset)
             export_model(load_model(random_checkpoint(preset), preset=preset), folder, precision="both",
-                         progress=False)
+                         progress=False, gate=False)  # the gate has its own tests (test_int8.py)
             _EXPORTS[preset] = folder
         return _EXPORTS[preset]
 

@@ -73,8 +73,8 @@ def test_export_replaces_an_export_only_with_force(project) -> None:
     (stale / "template.onnx").write_bytes(b"half")
     old = os.umask(0o022)
     try:
-        proc = _cli("siamdeploy.export", "model.pth", "--preset", "siamfc", "--out", "e", "--no-validate", "-q",
-                    cwd=str(project))
+        proc = _cli("siamdeploy.export", "model.pth", "--preset", "siamfc", "--out", "e", "--no-validate",
+                    "--buckets", "1", "-q", cwd=str(project))
     finally:
         os.umask(old)
     assert proc.returncode == 0, proc.stderr
@@ -84,8 +84,8 @@ def test_export_replaces_an_export_only_with_force(project) -> None:
     _one_line_error(_cli("siamdeploy.export", "model.pth", "--preset", "siamfc", "--out", "e", "--no-validate",
                          cwd=str(project)), "--force")
     assert (project / "e" / "manifest.json").read_text() == first
-    proc = _cli("siamdeploy.export", "model.pth", "--preset", "siamfc", "--out", "e", "--no-validate", "-q",
-                "--force", cwd=str(project))
+    proc = _cli("siamdeploy.export", "model.pth", "--preset", "siamfc", "--out", "e", "--no-validate",
+                "--buckets", "1", "-q", "--force", cwd=str(project))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((project / "e" / "manifest.json").read_text())["created"]
     assert sorted(p.name for p in project.iterdir()) == [".git", "e", "model.pth", "src.py"]
@@ -195,7 +195,7 @@ def test_demo_fp16_is_not_silently_ignored(tmp_path) -> None:
 def test_export_folder_with_disagreeing_preset(tmp_path, random_checkpoint) -> None:
     folder = tmp_path / "e"
     proc = _cli("siamdeploy.export", random_checkpoint("siamfc"), "--preset", "siamfc", "--out", str(folder),
-                "--no-validate", "-q")
+                "--no-validate", "--buckets", "1", "-q")
     assert proc.returncode == 0, proc.stderr
     _one_line_error(_cli("siamdeploy.run", "demo", "--model", str(folder), "--backend", "onnxruntime", "--preset",
                          "siamrpn_alex_dwxcorr", cwd=str(tmp_path)), "disagrees", "siamfc")
