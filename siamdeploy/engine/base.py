@@ -149,6 +149,29 @@ class Engine(ABC):
         return f"{self.backend} ({self.precision}, {self.device})"
 
 
+class ExportBuckets:
+    """The bucket graphs of an export folder, for the engines that run them (onnxruntime, OpenVINO): which
+    ``(search size or None, targets)`` graphs exist, and the :class:`Engine` hooks that follow from that.
+    List it before :class:`Engine` among the bases so these methods replace Engine's defaults."""
+
+    _batched: dict[tuple[int | None, int], Any]
+    buckets: tuple[int, ...]
+
+    def _load_buckets(self, manifest: Any, precision: str) -> None:
+        """Read the bucket graphs of ``precision`` from ``manifest`` (an ``ExportManifest``)."""
+        self._batched = {key: g for role in ("template", "search")
+                         for key, g in manifest.batched_graphs(role, precision).items()}
+        self.buckets = manifest.buckets(precision)
+        self._stacks = KernelStacks()
+        self._kernel_rows = [t.shape[0] for t in manifest.graph("template", precision).outputs]
+
+    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
+        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
+
+    def batched_template(self) -> bool:
+        return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
+
+
 def bucket_chunks(count: int, buckets: Sequence[int]) -> list[tuple[int, int, int]]:
     """Split ``count`` targets into calls: ``(start, stop, bucket)`` with ``stop - start <= bucket``.
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DependencyError, EngineError
 from ..families import family_of
 from ..manifest import ExportManifest, graph_path
-from .base import Engine, KernelStacks, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
+from .base import Engine, ExportBuckets, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-class OnnxRuntimeEngine(Engine):
+class OnnxRuntimeEngine(ExportBuckets, Engine):
     """An :class:`Engine` over a verified export folder (see :func:`siamdeploy.export.cache.ensure_export`).
 
     precision: a precision the export holds (``fp32``, ``fp16``). provider: the onnxruntime execution
@@ -76,12 +76,8 @@ class OnnxRuntimeEngine(Engine):
         self.exemplar_size = manifest.exemplar_size
         self._ort = ort
         # bucket graphs (several targets per call): sessions made on first use
-        self._batched = {key: g for role in ("template", "search")
-                         for key, g in manifest.batched_graphs(role, precision).items()}
-        self.buckets = manifest.buckets(precision)
+        self._load_buckets(manifest, precision)
         self._session_args = (options, providers, provider_options)
-        self._stacks = KernelStacks()
-        self._kernel_rows = [t.shape[0] for t in manifest.graph("template", precision).outputs]
 
     def close(self) -> None:
         self._search_bindings = threading.local()
@@ -96,9 +92,6 @@ class OnnxRuntimeEngine(Engine):
             self.sessions[graph.name] = self._ort.InferenceSession(
                 graph_path(self.folder, graph), options, providers=providers, provider_options=provider_options)
         return graph.name
-
-    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
-        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
 
     def _host_kernels(self, kernels: list[Any], bucket: int) -> list[np.ndarray]:
         def build(sets: list[Any]) -> list[np.ndarray]:
@@ -117,9 +110,6 @@ class OnnxRuntimeEngine(Engine):
         outs = self._run(name, feeds)
         rows = {n: v.shape[0] // bucket for n, v in outs.items()}
         return [self._split(part) for part in split_rows(outs, count, rows)]
-
-    def batched_template(self) -> bool:
-        return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
 
     def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
         if bucket == 1:

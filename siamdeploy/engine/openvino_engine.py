@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError, DependencyError, EngineError
 from ..families import family_of
 from ..manifest import ExportManifest, graph_path
-from .base import Engine, KernelStacks, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
+from .base import Engine, ExportBuckets, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _int8_ops(compiled: Any) -> int:
     return count
 
 
-class OpenVINOEngine(Engine):
+class OpenVINOEngine(ExportBuckets, Engine):
     """An :class:`Engine` over a verified export folder (see :func:`siamdeploy.export.cache.ensure_export`).
 
     precision: ``fp32`` (exact; the export's fp32 graphs with f32 inference precision), ``bf16`` (the same
@@ -215,11 +215,7 @@ class OpenVINOEngine(Engine):
         self.search_by_size: dict[int, str] = {}
         self.from_cache: dict[str, bool] = {}
         self._config = config
-        self._batched = {key: g for role in ("template", "search")
-                         for key, g in manifest.batched_graphs(role, graphs).items()}
-        self.buckets = manifest.buckets(graphs)
-        self._stacks = KernelStacks()
-        self._kernel_rows = [t.shape[0] for t in manifest.graph("template", "fp32").outputs]
+        self._load_buckets(manifest, graphs)
         started = time.perf_counter()
         self.int8_ops: dict[str, int] = {}
         for graph in manifest.graphs_for(graphs):
@@ -283,9 +279,6 @@ class OpenVINOEngine(Engine):
             self._compile(graph, self.precision)
         return str(graph.name)
 
-    def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
-        return (1, *sorted(b for (size, b) in self._batched if size == x.shape[-1]))
-
     def _search_batch(self, xs: list[np.ndarray], kernels: list[Any], bucket: int) -> list[SearchOutput]:
         if bucket == 1:
             return [self._search(xs[0], kernels[0])]
@@ -299,9 +292,6 @@ class OpenVINOEngine(Engine):
         outs = self._infer(name, feeds)
         rows = {n: v.shape[0] // bucket for n, v in outs.items()}
         return [self._split(part) for part in split_rows(outs, len(xs), rows)]
-
-    def batched_template(self) -> bool:
-        return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
 
     def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
         if bucket == 1:
