@@ -190,9 +190,11 @@ class TensorRTBackend(Backend):
             root = trt_cache.default_root()
         else:  # a checkpoint: its export and engines live in the user cache
             root = os.environ.get(trt_cache.ENV_ROOT) or os.path.join(default_cache_dir(), "engines")
-        # find or build the plans (siamdeploy.tensorrt.build), then load them (siamdeploy.tensorrt.runner)
+        # find or build the plans (siamdeploy.tensorrt.build), then load them (siamdeploy.tensorrt.runner); the bucket
+        # plans asked for (load_multi_tracker: up to max_targets) that the export has graphs for
+        buckets = tuple(b for b in request.buckets if b in manifest.buckets())
         engine = load_engine(folder, precision=request.precision or cls.default_precision, device=request.device,
-                             cache_root=root, manifest=manifest)
+                             cache_root=root, manifest=manifest, buckets=buckets)
         return engine, manifest.preset
 
 

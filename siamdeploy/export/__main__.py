@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--engine-precision", default="fp16", choices=("fp16", "fp32", "int8"),
                     help="TensorRT engine precision (default fp16: backbone FP16, correlation/heads FP32; int8: the "
                          "export's Q/DQ graphs, explicit quantization, not run on a GPU yet)")
+    ap.add_argument("--engine-buckets", default=None, metavar="B,B,...",
+                    help="with --engine: the batch buckets to build TensorRT plans for (default: every bucket of the "
+                         "export; 1: single-target plans only, one call per target); each bucket costs a template "
+                         "and a search plan of build time and disk")
     ap.add_argument("--workspace-mb", type=int, default=None, help="TensorRT builder workspace limit in MiB")
     ap.add_argument("--engine-dir", default=None,
                     help="engine cache root (default: $SIAMDEPLOY_ENGINES, else ./engines)")
@@ -77,6 +81,13 @@ def _check_args(args: argparse.Namespace, is_export: bool) -> None:
         raise ExportError(f"--workspace-mb must be a positive number of MiB, got {args.workspace_mb}")
     if args.engine_dir is not None:
         check_writable_dir(args.engine_dir, "--engine-dir")
+    if args.engine_buckets is not None:
+        if not args.engine:
+            raise ExportError("--engine-buckets applies to TensorRT engines; add --engine")
+        engine_buckets = parse_buckets(args.engine_buckets)
+        if not is_export and not set(engine_buckets) <= set(parse_buckets(args.buckets)):
+            raise ExportError(f"--engine-buckets {args.engine_buckets} asks for buckets the export will not have "
+                              f"(--buckets {args.buckets}); choose engine buckets among the export's")
     if is_export:
         if args.out is not None:
             raise ExportError("--out does not apply to an existing export folder (only --engine builds there); "
@@ -224,8 +235,9 @@ def _build_engines(args: argparse.Namespace, folder: str):  # noqa: ANN202 - a s
     from ..tensorrt.build import ensure_engines
     from ..tensorrt.network import BuildOptions
 
+    buckets = parse_buckets(args.engine_buckets) if args.engine_buckets is not None else None
     return ensure_engines(folder, precision=args.engine_precision, cache_root=args.engine_dir,
-                          options=BuildOptions(workspace_mb=args.workspace_mb))
+                          options=BuildOptions(workspace_mb=args.workspace_mb), buckets=buckets)
 
 
 def _print_engines(entry) -> None:  # noqa: ANN001 - a siamdeploy.tensorrt.cache.CacheEntry
@@ -236,6 +248,8 @@ def _print_engines(entry) -> None:  # noqa: ANN001 - a siamdeploy.tensorrt.cache
     for name, info in side["engines"].items():
         layers = side.get("layer_precision", {}).get(name, {}).get("summary", "")
         print(f"  {info['file']:<24} {info['bytes'] / 2**20:7.1f} MiB  {layers}")
+    buckets = side.get("buckets") or []
+    print(f"  batch buckets: {','.join(map(str, buckets)) if buckets else 'none (one engine call per target)'}")
     print(f"  {side.get('precision_summary', '')}")
 
 

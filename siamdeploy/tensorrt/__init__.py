@@ -24,14 +24,15 @@ from typing import Any
 
 def load_engine(folder: str, precision: str = "fp16", device: str | None = None, cuda_graph: bool = False,
                 cache_root: str | None = None, rebuild: bool = True, options: Any = None,
-                verify: bool = True, manifest: Any = None) -> Any:
+                verify: bool = True, manifest: Any = None, buckets: tuple[int, ...] | list[int] | None = None) -> Any:
     """A :class:`~.runner.TensorRTEngine` for the export ``folder``: the cached plans for this GPU and
     TensorRT (built first when missing or stale, unless ``rebuild=False``), loaded.
 
     precision: ``fp16`` | ``fp32`` | ``int8`` (INT8 needs Q/DQ graphs in the export; not run so far).
     device: ``cuda`` / ``cuda:N``. options: :class:`~.network.BuildOptions`. verify: check the export's
     sha256 sums when reading its manifest. manifest: the export's manifest when the caller has already read
-    (and verified) it.
+    (and verified) it. buckets: the batch buckets (targets per call, above 1) to build and load plans for
+    (None: every bucket of the export; ``(1,)``: none, one call per target).
     """
     from . import device as _device
     from .build import ensure_engines
@@ -42,5 +43,5 @@ def load_engine(folder: str, precision: str = "fp16", device: str | None = None,
     _device.import_cudart()
     view = as_view(manifest) if manifest is not None else read_view(folder, verify=verify)
     entry = ensure_engines(folder, precision, cache_root=cache_root, rebuild=rebuild, options=options,
-                           device=device, view=view)
-    return TensorRTEngine(entry, view, device=device, cuda_graph=cuda_graph)
+                           device=device, view=view, buckets=buckets)
+    return TensorRTEngine(entry, view, device=device, cuda_graph=cuda_graph, buckets=buckets)

@@ -411,3 +411,56 @@ def cuda_mismatches(calls: Iterable[CudaCall], signatures: dict[str, tuple[int, 
             want = str(sig[0]) if sig[0] == sig[1] else f"{sig[0]}..{sig[1]}"
             out.append(f"{call.name} ({call.where}) passes {call.nargs} argument(s), the bindings take {want}")
     return out
+
+
+# enum values (``rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice``): both names are identifiers of the runtime
+# extension, so they occur in its string table as whole words
+@dataclass(frozen=True)
+class CudaEnum:
+    """A cuda-python runtime enum value used by the code: ``enum`` (``cudaMemcpyKind``), ``value``
+    (``cudaMemcpyDeviceToDevice``), where."""
+
+    enum: str
+    value: str
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+
+def collect_cuda_enums(paths: Iterable[str] | None = None, source: str | None = None) -> list[CudaEnum]:
+    """Every ``<runtime>.cudaEnum.cudaValue`` in the TensorRT modules, the runtime module being a name ``rt`` /
+    ``cudart`` or an attribute ``.rt`` (``self.rt``, ``self._cuda.rt``)."""
+    out: list[CudaEnum] = []
+    files = list(paths) if paths is not None else default_sources()
+    for file in files:
+        text = source if source is not None else _read(file)
+        for node in ast.walk(ast.parse(text, file)):
+            if not (isinstance(node, ast.Attribute) and _CUDA_NAME.fullmatch(node.attr)
+                    and isinstance(node.value, ast.Attribute) and _CUDA_NAME.fullmatch(node.value.attr)):
+                continue
+            base = node.value.value
+            if (isinstance(base, ast.Name) and base.id in ("rt", "cudart")) or \
+                    (isinstance(base, ast.Attribute) and base.attr == "rt"):
+                out.append(CudaEnum(node.value.attr, node.attr, file, node.lineno))
+        if source is not None:
+            break
+    return sorted(set(out), key=lambda c: (c.file, c.line, c.enum, c.value))
+
+
+def cuda_enum_mismatches(enums: Iterable[CudaEnum], wheel: str) -> list[str]:
+    """One line per enum or value name that does not occur in a ``cuda-bindings`` wheel's runtime extension."""
+    with zipfile.ZipFile(wheel) as zf:
+        member = next((m for m in zf.namelist() if re.fullmatch(r"cuda/bindings/runtime[^/]*\.(so|pyd)", m)), None)
+        if member is None:
+            raise ValueError(f"{wheel} holds no cuda/bindings/runtime extension")
+        data = zf.read(member)
+    out = []
+    for e in enums:
+        for name in (e.enum, e.value):
+            if not re.search(rb"(?<![A-Za-z0-9_])" + re.escape(name.encode()) + rb"(?![A-Za-z0-9_])", data):
+                out.append(f"{e.enum}.{e.value} ({e.where}): {name} does not exist")
+                break
+    return out

@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def engine_target(folder: str, view: ManifestView, gpu: _device.GpuInfo, trt_version: str, precision: str,
-                  options: dict[str, Any]) -> cache.EngineTarget:
-    """The cache target for ``folder``'s graphs on this GPU and TensorRT (options already resolved)."""
-    sources = cache.select_sources(view, precision, options["typing"])
+                  options: dict[str, Any], buckets: tuple[int, ...] | list[int] | None = None) -> cache.EngineTarget:
+    """The cache target for ``folder``'s graphs on this GPU and TensorRT (options already resolved): every
+    single-target graph and the bucket graphs of ``buckets`` (None: every bucket of the export)."""
+    sources = cache.select_sources(view, precision, options["typing"], buckets)
     folder = os.path.abspath(folder)
     return cache.EngineTarget(export_name=os.path.basename(folder.rstrip(os.sep)), gpu_name=gpu.name,
                               compute_capability=gpu.compute_capability, trt_version=trt_version,
@@ -37,10 +38,16 @@ def engine_target(folder: str, view: ManifestView, gpu: _device.GpuInfo, trt_ver
 
 def ensure_engines(folder: str, precision: str = "fp16", cache_root: str | None = None, rebuild: bool = True,
                    options: BuildOptions | None = None, device: str | None = None,
-                   view: ManifestView | None = None) -> cache.CacheEntry:
+                   view: ManifestView | None = None, buckets: tuple[int, ...] | list[int] | None = None
+                   ) -> cache.CacheEntry:
     """The cache entry with a plan for every graph of the export ``folder``, built if missing or stale.
 
     precision: ``fp16`` | ``fp32`` | ``int8`` (Q/DQ graphs only; this path has not been run on a GPU yet).
+    buckets: the batch buckets (targets per call, above 1) to build a template and a search plan for, besides
+    the single-target plans; None: every bucket of the export; ``()`` or ``(1,)``: none (one call per target).
+    A bucket the export lacks is an :class:`EngineError`. INT8 has no bucket graphs: an INT8 entry holds the
+    single-target plans only. An entry with more buckets is used as it is; one with fewer is rebuilt with
+    the buckets asked for plus those it had.
     rebuild=False: refuse (:class:`EngineError` saying why) instead of building. Raises
     :class:`~siamdeploy.errors.DependencyError` without ``tensorrt`` / ``cuda-python``.
     """
@@ -51,13 +58,38 @@ def ensure_engines(folder: str, precision: str = "fp16", cache_root: str | None 
     view = view if view is not None else read_view(folder)
     gpu = _device.gpu_identity(_device.device_index(device), cudart)
     resolved = (options or BuildOptions()).resolved(version, precision)
-    target = engine_target(folder, view, gpu, trt.__version__, precision, resolved)
     root = cache_root or cache.default_root()
+    target = plan_target(folder, view, gpu, trt.__version__, precision, resolved, root, buckets)
+    chosen = view.restricted(target.buckets)
 
     def build(tmp: str) -> dict[str, Any]:
-        return build_all(tmp, folder, view, precision, resolved, root, gpu, trt, cudart)
+        return build_all(tmp, folder, chosen, precision, resolved, root, gpu, trt, cudart)
 
     return cache.get_or_build(root, target, build, rebuild=rebuild)
+
+
+def plan_target(folder: str, view: ManifestView, gpu: _device.GpuInfo, trt_version: str, precision: str,
+                options: dict[str, Any], root: str, buckets: tuple[int, ...] | list[int] | None = None
+                ) -> cache.EngineTarget:
+    """The cache target :func:`ensure_engines` builds or loads: the single-target plans and those of
+    ``buckets`` (None: all of the export's); when the cached entry is stale only because it lacks some of
+    them, the target also keeps the buckets the entry had (a rebuild never drops what was built). Logs the
+    plan list, and that INT8 runs one call per target."""
+    if precision == "int8" and view.buckets():
+        log.info("INT8 TensorRT engines: the export has bucket graphs (%s targets) in FP32/FP16 only, so INT8 "
+                 "builds the single-target plans and runs one engine call per target",
+                 ",".join(map(str, view.buckets())))
+    target = engine_target(folder, view, gpu, trt_version, precision, options, buckets)
+    found = cache.lookup(root, target, verify_plans=False)
+    if isinstance(found, cache.Stale) and found.reason == cache.BUCKETS:
+        had = cache.bucket_sizes((cache.read_sidecar(found.path) or {}).get("onnx", {}))
+        keep = sorted((set(had) & set(view.buckets())) | set(target.buckets))
+        target = engine_target(folder, view, gpu, trt_version, precision, options, keep)
+    singles = sum(1 for v in target.onnx.values() if int(v.get("targets", 1)) == 1)
+    log.info("TensorRT %s plans for %s: %d single-target + %d bucket plan(s) (buckets: %s)", precision,
+             target.export_name, singles, len(target.onnx) - singles,
+             ",".join(map(str, target.buckets)) or "none, one call per target")
+    return target
 
 
 def timing_cache_path(root: str, gpu: _device.GpuInfo, trt_version: str) -> str:

@@ -3,7 +3,14 @@
 ``<root>/<export name>/<gpu-slug>-trt<version>-<precision>/`` holds one ``<graph>.engine`` plan per graph of
 the export and ``sidecar.json``, which says what the plans were built from and for: the sha256 of every ONNX
 graph, the TensorRT version, the GPU name and compute capability, the precision, the build options, the
-siamdeploy version, the creation time, and (from the builder) the precision every layer actually got.
+siamdeploy version, the creation time, the batch buckets built (``buckets``: one template and one search plan
+per bucket of targets, besides the single-target plans), and (from the builder) the precision every layer
+actually got.
+
+Buckets: the single-target plans must match the export exactly; the bucket plans asked for must be in the
+entry (with the same ONNX sha256). An entry with more buckets than asked is used as it is; one with fewer is
+stale (reason ``buckets``) and rebuilt (:func:`siamdeploy.tensorrt.build.ensure_engines` rebuilds it with the
+buckets asked for and those it had, so asking for fewer later does not shrink it).
 
 An entry is used only when its sidecar matches what is asked for; otherwise :func:`lookup` says why it is
 stale (:class:`Stale`: other GPU, other TensorRT, changed ONNX, ...) and the caller rebuilds it (default) or
@@ -57,6 +64,7 @@ PRECISION = "precision"
 ONNX = "onnx"
 OPTIONS = "options"
 CORRUPT = "corrupt"
+BUCKETS = "buckets"
 
 
 def default_root() -> str:
@@ -85,7 +93,8 @@ class EngineTarget:
 
     onnx: graph name -> ``{"file", "sha256"}`` of the ONNX graph each plan is built from (plus, for the
     weakly typed FP16 build, ``pin_sha256``: the FP16 variant whose ``fp32_nodes`` list chose the pinned
-    layers). options: JSON-ready build options (typing, workspace, TF32, ...).
+    layers; for a bucket graph also ``targets``: its bucket size). options: JSON-ready build options (typing,
+    workspace, TF32, ...).
     """
 
     export_name: str
@@ -98,10 +107,24 @@ class EngineTarget:
     export_folder: str = ""
 
     @property
+    def buckets(self) -> tuple[int, ...]:
+        """The bucket sizes (above 1) whose plans are asked for, ascending."""
+        return bucket_sizes(self.onnx)
+
+    @property
     def key(self) -> str:
         """The entry's folder name: ``<gpu-slug>-trt<version>-<precision>``."""
         gpu = gpu_slug(self.gpu_name, self.compute_capability)
         return f"{gpu}-trt{trt_version_tag(self.trt_version)}-{self.precision}"
+
+
+def bucket_sizes(onnx: Mapping[str, Mapping[str, Any]]) -> tuple[int, ...]:
+    """The bucket sizes (above 1) among graph sources (``EngineTarget.onnx`` or a sidecar's ``onnx``)."""
+    return tuple(sorted({int(v.get("targets", 1)) for v in onnx.values()} - {1}))
+
+
+def _singles(onnx: Mapping[str, Any]) -> set[str]:
+    return {n for n, v in onnx.items() if int(v.get("targets", 1)) == 1}
 
 
 def entry_dir(root: str, target: EngineTarget) -> str:
@@ -109,21 +132,46 @@ def entry_dir(root: str, target: EngineTarget) -> str:
     return os.path.join(root, target.export_name, target.key)
 
 
-def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, typing: str
-                   ) -> dict[str, dict[str, str]]:
-    """Which ONNX variant each plan is built from (``manifest``: a view, or the manifest itself).
+def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, typing: str,
+                   buckets: tuple[int, ...] | list[int] | None = None) -> dict[str, dict[str, Any]]:
+    """Which ONNX variant each plan is built from (``manifest``: a view, or the manifest itself): one plan per
+    single-target graph and one per bucket graph of ``buckets`` (None: every bucket of the export that has
+    the variant; the bucket graphs' entries carry ``targets``).
 
     fp32: the FP32 graphs. fp16 + ``strong`` (strongly typed network): the mixed-precision ``*_fp16.onnx``
     graphs. fp16 + ``weak`` (``BuilderFlag.FP16`` with pinned layers): the FP32 graphs, with the FP16
     variant's sha256 recorded as ``pin_sha256`` (its ``fp32_nodes`` list picks the pinned layers).
-    int8 (always ``strong``): the export's ``int8`` variant, a Q/DQ graph.
+    int8 (always ``strong``): the export's ``int8`` variant, a Q/DQ graph (single-target graphs only: INT8
+    has no bucket graphs, so an INT8 entry runs one call per target).
     """
     if precision not in ("fp16", "fp32", "int8"):
         raise EngineError(f"TensorRT precision must be fp16, fp32 or int8, got '{precision}'")
     if typing not in ("strong", "weak"):
         raise EngineError(f"network typing must be strong or weak, got '{typing}'")
-    sources: dict[str, dict[str, str]] = {}
-    for name, variants in as_view(manifest).graphs.items():
+    view = as_view(manifest)
+    use = source_variant(precision, typing)
+    have = view.buckets(use) if precision != "fp16" or typing == "strong" else view.buckets("fp16")
+    if buckets is None:
+        wanted = set(have)
+    else:
+        wanted = {int(b) for b in buckets} - {1}
+        absent = sorted(wanted - set(view.buckets()))
+        if absent:
+            raise EngineError(f"the export has no bucket graphs for {', '.join(map(str, absent))} target(s) (has: "
+                              f"{', '.join(map(str, view.buckets())) or 'none'}); choose engine buckets among those, "
+                              "or re-export with --buckets")
+        wanted &= set(have)  # INT8: none
+    sources: dict[str, dict[str, Any]] = {}
+    for name, variants in view.graphs.items():
+        targets = view.targets(name)
+        if targets > 1:
+            if targets not in wanted:
+                continue
+            entry_b: dict[str, Any] = {"file": variants[use].file, "sha256": variants[use].sha256, "targets": targets}
+            if precision == "fp16" and typing == "weak":
+                entry_b["pin_sha256"] = variants["fp16"].sha256
+            sources[name] = entry_b
+            continue
         if precision == "fp16" and "fp16" not in variants:
             raise EngineError(f"the export has no FP16 graphs (has: {', '.join(variants)}), which the TensorRT FP16 "
                               "build needs; re-export with --precision both (or build with --engine-precision fp32)")
@@ -131,8 +179,7 @@ def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, t
             raise EngineError(f"the export has no INT8 (Q/DQ) graphs (has: {', '.join(variants)}): TensorRT INT8 "
                               "engines are built only from explicitly quantized graphs; re-export with --precision "
                               "int8, or build fp16")
-        use = source_variant(precision, typing)
-        entry = {"file": variants[use].file, "sha256": variants[use].sha256}
+        entry: dict[str, Any] = {"file": variants[use].file, "sha256": variants[use].sha256}
         if precision == "fp16" and typing == "weak":
             entry["pin_sha256"] = variants["fp16"].sha256
         sources[name] = entry
@@ -167,7 +214,17 @@ class CacheEntry:
 
     @property
     def engines(self) -> dict[str, str]:
+        """Graph name -> plan file, for every plan of the entry (the single-target ones and every bucket's)."""
         return {name: os.path.join(self.path, info["file"]) for name, info in self.sidecar["engines"].items()}
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """The bucket sizes (above 1) the entry holds plans for (``()``: one call per target)."""
+        return bucket_sizes(self.sidecar.get("onnx", {}))
+
+    def bucket_of(self, name: str) -> int:
+        """Targets per call of the plan of graph ``name`` (1: a single-target plan)."""
+        return int(self.sidecar.get("onnx", {}).get(name, {}).get("targets", 1))
 
 
 def read_sidecar(path: str) -> dict[str, Any] | None:
@@ -207,17 +264,28 @@ def check_entry(path: str, target: EngineTarget, verify_plans: bool = True) -> C
         return Stale(PRECISION, f"the engines in {path} are {side.get('precision')}, {target.precision} was asked "
                                 "for", path)
     built = side.get("onnx", {})
-    if set(built) != set(target.onnx):
-        return Stale(ONNX, f"the export's graphs ({', '.join(sorted(target.onnx))}) differ from those the engines "
-                           f"in {path} were built from ({', '.join(sorted(built))})", path)
-    for name, want in target.onnx.items():
+    if not isinstance(built, dict) or not all(isinstance(v, dict) for v in built.values()):
+        return Stale(INCOMPLETE, f"{path} has a malformed {SIDECAR} (onnx)", path)
+    if _singles(built) != _singles(target.onnx):
+        return Stale(ONNX, f"the export's graphs ({', '.join(sorted(_singles(target.onnx)))}) differ from those the "
+                           f"engines in {path} were built from ({', '.join(sorted(_singles(built)))})", path)
+    for name in _singles(target.onnx):
+        want = target.onnx[name]
         if dict(built[name]) != dict(want):
+            return Stale(ONNX, f"{want['file']} changed since the engines in {path} were built (sha256 differs)", path)
+    missing = [b for b in target.buckets if b not in bucket_sizes(built)]
+    if missing:
+        return Stale(BUCKETS, f"the engines in {path} were built for buckets "
+                              f"{', '.join(map(str, bucket_sizes(built))) or 'none'}, buckets "
+                              f"{', '.join(map(str, target.buckets))} were asked for", path)
+    for name, want in target.onnx.items():
+        if name not in _singles(target.onnx) and dict(built.get(name, {})) != dict(want):
             return Stale(ONNX, f"{want['file']} changed since the engines in {path} were built (sha256 differs)", path)
     if dict(side.get("options", {})) != _plain(target.options):
         return Stale(OPTIONS, f"the engines in {path} were built with options {side.get('options')}, "
                               f"now {_plain(target.options)}", path)
     engines = side.get("engines")
-    if not isinstance(engines, dict) or set(engines) != set(target.onnx):
+    if not isinstance(engines, dict) or set(engines) != set(built):
         return Stale(INCOMPLETE, f"{path} does not hold a plan for every graph", path)
     for info in engines.values():
         plan = os.path.join(path, info.get("file", ""))
@@ -269,6 +337,7 @@ def make_sidecar(target: EngineTarget, result: Mapping[str, Any], folder: str) -
         "tensorrt_version": target.trt_version,
         "gpu": {"name": target.gpu_name, "compute_capability": target.compute_capability},
         "precision": target.precision,
+        "buckets": list(target.buckets),
         "options": _plain(target.options),
         "siamdeploy_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

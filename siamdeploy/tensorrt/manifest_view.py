@@ -15,8 +15,10 @@ from ..errors import ExportError
 @dataclass(frozen=True)
 class GraphFile:
     """One ONNX file of an export: ``file`` (name inside the folder), ``sha256``, ``role`` (``template``,
-    ``search``, ``refine``, ``mask_head``), ``instance_size`` (search crop side in pixels, search graphs only),
-    ``outputs`` (tensor names), ``fp32_nodes`` (FP16 variant: the ONNX nodes kept in FP32)."""
+    ``search``, ``refine``, ``mask_head``; ``template_batched`` / ``search_batched`` for the bucket graphs),
+    ``instance_size`` (search crop side in pixels, search graphs only), ``outputs`` (tensor names),
+    ``fp32_nodes`` (FP16 variant: the ONNX nodes kept in FP32), ``targets`` (targets one call carries: 1, or
+    the bucket size of a bucket graph, whose tensors hold that many targets' rows, target-major)."""
 
     file: str
     sha256: str
@@ -24,6 +26,7 @@ class GraphFile:
     instance_size: int | None = None
     outputs: tuple[str, ...] = ()
     fp32_nodes: tuple[str, ...] = ()
+    targets: int = 1
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,29 @@ class ManifestView:
         """The template graph's outputs: the correlation kernels the search graphs take as inputs."""
         return self.graphs["template"]["fp32"].outputs
 
+    def targets(self, name: str) -> int:
+        """Targets per call of graph ``name`` (1 for a single-target graph, the bucket size of a bucket graph)."""
+        return next(iter(self.graphs[name].values())).targets
 
-# the manifest's batched roles (siamdeploy.manifest.BATCHED_ROLES), spelled here to keep this module standalone
+    def buckets(self, precision: str | None = None) -> tuple[int, ...]:
+        """Bucket sizes (above 1) the export has bucket graphs for, ascending; with ``precision``: only those
+        whose every bucket graph has that variant (INT8 exists for the single-target graphs only)."""
+        out: dict[int, bool] = {}
+        for variants in self.graphs.values():
+            first = next(iter(variants.values()))
+            if first.targets > 1:
+                out[first.targets] = out.get(first.targets, True) and (precision is None or precision in variants)
+        return tuple(sorted(b for b, ok in out.items() if ok))
+
+    def restricted(self, buckets: tuple[int, ...] | list[int]) -> ManifestView:
+        """The same view with the single-target graphs and the bucket graphs of ``buckets`` only."""
+        keep = set(buckets)
+        graphs = {n: v for n, v in self.graphs.items() if self.targets(n) == 1 or self.targets(n) in keep}
+        return ManifestView(graphs, self.exemplar_size, self.preset)
+
+
+# the manifest's batched roles (siamdeploy.manifest.BATCHED_ROLES), spelled here to keep this module standalone;
+# a bucket graph of any other role (none today) is left out of the view
 _BATCHED_ROLES = ("template_batched", "search_batched")
 
 
@@ -56,22 +80,23 @@ def as_view(manifest: Any) -> ManifestView:
     if not isinstance(manifest, Mapping):  # the typed manifest
         typed: dict[str, dict[str, GraphFile]] = {}
         for g in manifest.graphs:
-            if g.role in _BATCHED_ROLES:  # bucket graphs: not built for TensorRT yet (one call per target)
+            targets = int(getattr(g, "targets", 1))
+            if targets > 1 and g.role not in _BATCHED_ROLES:
                 continue
             typed.setdefault(g.name, {})[g.precision] = GraphFile(
                 file=g.file, sha256=g.sha256, role=g.role, instance_size=g.instance_size,
-                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes))
+                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes), targets=targets)
         return ManifestView(typed, int(manifest.preset.track.exemplar_size), manifest.preset)
     try:
         graphs = {}
         for name, variants in manifest["graphs"].items():
-            if any(isinstance(v, Mapping) and v.get("role") in _BATCHED_ROLES for v in variants.values()):
-                continue  # bucket graphs: not built for TensorRT yet
+            if any(int(v.get("targets", 1)) > 1 and v.get("role") not in _BATCHED_ROLES for v in variants.values()):
+                continue
             graphs[name] = {
                 precision: GraphFile(file=str(v["file"]), sha256=str(v["sha256"]), role=str(v.get("role", "")),
                                      instance_size=v.get("instance_size"),
                                      outputs=tuple(t["name"] for t in v.get("outputs", [])),
-                                     fp32_nodes=tuple(v.get("fp32_nodes", [])))
+                                     fp32_nodes=tuple(v.get("fp32_nodes", [])), targets=int(v.get("targets", 1)))
                 for precision, v in variants.items()}
         preset = manifest.get("preset") or {}
         size = preset.get("track", {}).get("exemplar_size")

@@ -196,3 +196,38 @@ def test_code_calls_match_runtime_signatures() -> None:
         assert signatures["cudaGraphInstantiate"] == (2, 2), f"{package} {version}"
         problems = api_names.cuda_mismatches(calls, signatures)
         assert not problems, f"{package} {version}: " + "; ".join(problems)
+
+
+CUDA_ENUM_SOURCE = '''
+def copy(self, rt):
+    self("cudaMemcpyAsync", 1, 2, 3, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, 5)
+    rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+    self._cuda.rt.cudaMemcpyKind.cudaMemcpyNoSuchKind
+    other.cudaMemcpyKind.cudaMemcpyHostToDevice
+'''
+
+
+def test_cuda_enum_collector() -> None:
+    enums = api_names.collect_cuda_enums(["e.py"], source=CUDA_ENUM_SOURCE)
+    assert [(e.enum, e.value, e.line) for e in enums] == [
+        ("cudaMemcpyKind", "cudaMemcpyDeviceToDevice", 3),
+        ("cudaStreamCaptureMode", "cudaStreamCaptureModeThreadLocal", 4),
+        ("cudaMemcpyKind", "cudaMemcpyNoSuchKind", 5)]
+    code = {(e.enum, e.value) for e in api_names.collect_cuda_enums()}
+    assert {("cudaMemcpyKind", "cudaMemcpyDeviceToDevice"), ("cudaMemcpyKind", "cudaMemcpyHostToDevice"),
+            ("cudaMemcpyKind", "cudaMemcpyDeviceToHost"),
+            ("cudaStreamCaptureMode", "cudaStreamCaptureModeThreadLocal")} <= code
+
+
+def test_code_enums_match_runtime_bindings() -> None:
+    """Every cuda-python enum value the code uses (the bucket stacks' device-to-device copies among them) exists
+    in both cuda-bindings wheels; a made-up value is reported."""
+    made_up = api_names.collect_cuda_enums(["e.py"], source=CUDA_ENUM_SOURCE)
+    for package, version in api_names.CUDA_WHEELS:
+        path, why = api_names.fetch_wheel(package, version)
+        if path is None:
+            pytest.skip(why)
+        problems = api_names.cuda_enum_mismatches(api_names.collect_cuda_enums(), path)
+        assert not problems, f"{package} {version}: " + "; ".join(problems)
+        assert api_names.cuda_enum_mismatches(made_up, path) == [
+            "cudaMemcpyKind.cudaMemcpyNoSuchKind (e.py:5): cudaMemcpyNoSuchKind does not exist"]

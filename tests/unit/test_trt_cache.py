@@ -338,6 +338,21 @@ def test_export_engine_without_tensorrt_is_one_line(tmp_path, what: str) -> None
     assert not (tmp_path / "engines").exists() and not (tmp_path / "export").exists()
 
 
+@pytest.mark.parametrize("argv, want", [
+    (["--engine-buckets", "1,2"], "--engine-buckets applies to TensorRT engines; add --engine"),
+    (["--engine", "--engine-buckets", "2,8", "--buckets", "1,2,4"], "asks for buckets the export will not have"),
+    (["--engine", "--engine-buckets", "two"], "comma-separated integers"),
+])
+def test_engine_buckets_flag_is_checked_first(tmp_path, capsys, argv: list, want: str) -> None:
+    """--engine-buckets mistakes are one line, before TensorRT is looked for or the checkpoint read."""
+    from siamdeploy.export.__main__ import main
+
+    assert main([str(tmp_path / "model.pth"), *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and want in err and "\n" not in err
+    assert not os.listdir(tmp_path)
+
+
 @pytestmark_no_trt
 def test_backend_tensorrt_without_tensorrt(tmp_path) -> None:
     with pytest.raises(DependencyError) as info:
@@ -399,6 +414,7 @@ class FakeCudart:
     class cudaMemcpyKind(enum.IntEnum):
         cudaMemcpyHostToDevice = 1
         cudaMemcpyDeviceToHost = 2
+        cudaMemcpyDeviceToDevice = 3
 
     class cudaStreamCaptureMode(enum.IntEnum):
         cudaStreamCaptureModeGlobal = 0
@@ -410,6 +426,7 @@ class FakeCudart:
         self.streams: dict[int, FakeStream] = {}
         self.launches = 0
         self.captures = 0
+        self.d2d = 0  # device-to-device copies
 
     def _alloc(self, store: dict, nbytes: int) -> tuple:
         buf = np.full(nbytes, 0xAB, np.uint8)  # garbage, like real cudaMalloc
@@ -433,9 +450,16 @@ class FakeCudart:
     def is_device(self, ptr: int, nbytes: int) -> bool:
         return ptr in self.device and self.device[ptr].nbytes >= nbytes
 
+    def within_device(self, ptr: int, nbytes: int) -> bool:
+        """[ptr, ptr + nbytes) lies inside one device buffer (pointers into a buffer, as the kernel stacks use)."""
+        return any(base <= ptr and ptr + nbytes <= base + buf.nbytes for base, buf in self.device.items())
+
     def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):  # noqa: N802, ANN001, ANN201
         assert self.streams[int(stream)].capture is None, "copies are not captured"
-        if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice:
+        if kind == self.cudaMemcpyKind.cudaMemcpyDeviceToDevice:
+            assert self.within_device(dst, nbytes) and self.within_device(src, nbytes), "D2D must stay on the device"
+            self.d2d += 1
+        elif kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice:
             assert self.is_device(dst, nbytes) and not self.is_device(src, 0), "H2D must go host -> device buffer"
         else:
             assert self.is_device(src, nbytes) and not self.is_device(dst, 0), "D2H must go device buffer -> host"
@@ -601,10 +625,12 @@ class FakeContext:
         return True
 
 
-def _tiny_export(folder: str, mask: bool = False) -> str:
+def _tiny_export(folder: str, mask: bool = False, buckets: tuple[int, ...] = ()) -> str:
     """A hand-made export folder with SiamFC's signature (template 127 -> kernel; search 3x255 + kernel ->
     response 3x1x17x17) built from pooling and one correlation Conv, so onnxruntime runs it in microseconds.
-    ``mask``: the search graph also returns f0/f1/f2/mask_corr and a refine graph exists (SiamMask-shaped)."""
+    ``mask``: the search graph also returns f0/f1/f2/mask_corr and a refine graph exists (SiamMask-shaped).
+    ``buckets`` (with ``mask``): bucket graphs ``template_b{B}`` / ``search_b{B}`` as the exporter writes them
+    (the batch folded into a grouped correlation, rows target-major)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -622,13 +648,16 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
     def pool(src: str, dst: str, k: int, s: int) -> onnx.NodeProto:
         return helper.make_node("AveragePool", [src], [dst], kernel_shape=[k, k], strides=[s, s], name=f"/{dst}/Pool")
 
-    def save(name: str, nodes: list, inputs: list, outputs: list, inits: list = ()) -> dict:
+    def save(name: str, nodes: list, inputs: list, outputs: list, inits: list = (), targets: int = 1) -> dict:
         graph = helper.make_graph(nodes, name, inputs, outputs, initializer=list(inits))
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         onnx.checker.check_model(model, full_check=True)
-        entry = {"role": name.split("_")[0], "instance_size": 255 if name == "search" else None,
+        role = name.split("_")[0] + ("_batched" if targets > 1 else "")
+        entry = {"role": role, "instance_size": 255 if role.startswith("search") else None,
                  "inputs": [_info(i) for i in inputs], "outputs": [_info(o) for o in outputs]}
+        if targets > 1:
+            entry["targets"] = targets
         variants = {}
         for precision, file in (("fp32", f"{name}.onnx"), ("fp16", f"{name}_fp16.onnx")):
             onnx.save(model, os.path.join(folder, file))
@@ -651,6 +680,23 @@ def _tiny_export(folder: str, mask: bool = False) -> str:
                     value("f2", (1, 3, 31, 31))]
     graphs["search"] = save("search", nodes, [value("search", (batch, 3, 255, 255)), value("kernel", (1, 3, 15, 15))],
                             outputs)
+    assert mask or not buckets, "bucket graphs of the tiny export: SiamMask-shaped (one search row per target)"
+    for b in buckets:
+        graphs[f"template_b{b}"] = save(f"template_b{b}", [pool("template", "kernel", 8, 8)],
+                                        [value("template", (b, 3, 127, 127))], [value("kernel", (b, 3, 15, 15))],
+                                        targets=b)
+        fold = helper.make_tensor("fold", TensorProto.INT64, [4], [1, 3 * b, 31, 31])
+        unfold = helper.make_tensor("unfold", TensorProto.INT64, [4], [b, 1, 17, 17])
+        nodes = [pool("search", "feat", 8, 8), helper.make_node("Reshape", ["feat", "fold"], ["feat_b"], name="/fold"),
+                 helper.make_node("Conv", ["feat_b", "kernel"], ["corr_b"], group=b, name="/response/Conv"),
+                 helper.make_node("Reshape", ["corr_b", "unfold"], ["mask_corr"], name="/unfold"),
+                 helper.make_node("Neg", ["mask_corr"], ["response"], name="/neg"),
+                 pool("search", "f0", 7, 2), pool("search", "f1", 5, 4), pool("search", "f2", 15, 8)]
+        outputs = [value("response", (b, 1, 17, 17)), value("mask_corr", (b, 1, 17, 17)),
+                   value("f0", (b, 3, 125, 125)), value("f1", (b, 3, 63, 63)), value("f2", (b, 3, 31, 31))]
+        graphs[f"search_b{b}"] = save(f"search_b{b}", nodes, [value("search", (b, 3, 255, 255)),
+                                                             value("kernel", (b, 3, 15, 15))],
+                                      outputs, [fold, unfold], targets=b)
     if mask:
         sizes = helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 1, 127, 127])
         nodes = []
@@ -686,7 +732,7 @@ def fake_trt(monkeypatch):
     return trt, cudart
 
 
-def _fake_entry(folder: str, root: str, precision: str = "fp16") -> trt_cache.CacheEntry:
+def _fake_entry(folder: str, root: str, precision: str = "fp16", buckets=None) -> trt_cache.CacheEntry:  # noqa: ANN001
     """A cache entry exactly where ensure_engines() looks for it, with fake plans (paths of the ONNX graphs)."""
     from siamdeploy.manifest import read_manifest
 
@@ -694,7 +740,7 @@ def _fake_entry(folder: str, root: str, precision: str = "fp16") -> trt_cache.Ca
     version = versions.parse_version(FakeTrt.__version__)
     options = network.BuildOptions().resolved(version, precision)
     gpu = trt_device.GpuInfo(0, "Fake GPU 9000", "8.9")
-    target = trt_build_mod.engine_target(folder, manifest, gpu, FakeTrt.__version__, precision, options)
+    target = trt_build_mod.engine_target(folder, manifest, gpu, FakeTrt.__version__, precision, options, buckets)
     info = inspection.layer_precisions(_inspector_json())
 
     def build(tmp: str) -> dict:
@@ -828,6 +874,199 @@ def test_fake_engine_refine(fake_trt, tmp_path) -> None:
     with pytest.raises(NotImplementedError):
         engine.mask_at(out.extras, (0, 0))
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def bucket_export(tmp_path_factory) -> str:
+    return _tiny_export(str(tmp_path_factory.mktemp("trt_fake") / "tiny-mask-b"), mask=True, buckets=(2, 4))
+
+
+def test_view_keeps_bucket_graphs(bucket_export) -> None:
+    """The TensorRT view of an export keeps its bucket graphs with their target counts, from the typed manifest
+    and from its JSON form alike; restricted() keeps the single-target graphs and the chosen buckets."""
+    from siamdeploy.manifest import read_manifest
+    from siamdeploy.tensorrt.manifest_view import as_view
+
+    typed = as_view(read_manifest(bucket_export))
+    plain = as_view(json.load(open(os.path.join(bucket_export, "manifest.json"))))
+    for view in (typed, plain):
+        assert set(view.graphs) == {"template", "search", "refine", "template_b2", "search_b2", "template_b4",
+                                    "search_b4"}
+        assert view.targets("search_b4") == 4 and view.targets("search") == 1
+        assert view.graphs["search_b2"]["fp16"].role == "search_batched"
+        assert view.graphs["search_b2"]["fp32"].instance_size == 255
+        assert view.buckets() == (2, 4) and view.buckets("fp16") == (2, 4) and view.buckets("int8") == ()
+        assert set(view.restricted([4]).graphs) == {"template", "search", "refine", "template_b4", "search_b4"}
+        assert view.restricted([]).buckets() == ()
+
+
+def test_build_plan_lists_one_plan_per_bucket(bucket_export, caplog) -> None:
+    """What ensure_engines builds: every single-target graph plus a template and a search plan per bucket asked
+    for (default: all of the export's), from the variant the precision needs; INT8 keeps one call per target."""
+    from siamdeploy.manifest import read_manifest
+
+    manifest = read_manifest(bucket_export)
+    every = trt_cache.select_sources(manifest, "fp16", "strong")
+    assert set(every) == {"template", "search", "refine", "template_b2", "search_b2", "template_b4", "search_b4"}
+    assert every["search_b4"] == {"file": "search_b4_fp16.onnx", "sha256": manifest.graph("search_b4", "fp16").sha256,
+                                  "targets": 4}
+    assert "targets" not in every["search"]
+    weak = trt_cache.select_sources(manifest, "fp16", "weak", buckets=(1, 2))
+    assert set(weak) == {"template", "search", "refine", "template_b2", "search_b2"}
+    assert weak["template_b2"]["file"] == "template_b2.onnx" and weak["template_b2"]["pin_sha256"]
+    assert set(trt_cache.select_sources(manifest, "fp32", "strong", buckets=(1,))) == {"template", "search", "refine"}
+    with pytest.raises(EngineError, match="no bucket graphs for 8 target.*has: 2, 4"):
+        trt_cache.select_sources(manifest, "fp32", "strong", buckets=(2, 8))
+    options = {"typing": "strong", "workspace_mb": None, "tf32": False}
+    gpu = trt_device.GpuInfo(0, "Fake GPU 9000", "8.9")
+    target = trt_build_mod.engine_target(bucket_export, manifest, gpu, "10.8.0.43", "fp16", options)
+    assert target.buckets == (2, 4) and len(target.onnx) == 7
+    with caplog.at_level(logging.INFO, logger="siamdeploy.tensorrt.build"):
+        picked = trt_build_mod.plan_target(bucket_export, as_view_of(manifest), gpu, "10.8.0.43", "fp16", options,
+                                           "unused-root", buckets=(4,))
+    assert picked.buckets == (4,) and "3 single-target + 2 bucket plan(s) (buckets: 4)" in caplog.text
+
+
+def as_view_of(manifest):  # noqa: ANN001, ANN201
+    from siamdeploy.tensorrt.manifest_view import as_view
+
+    return as_view(manifest)
+
+
+def test_cache_records_buckets_and_fewer_is_stale(bucket_export, tmp_path) -> None:
+    """The sidecar records the buckets built; an entry with more buckets than asked is used, one with fewer is
+    stale ('buckets'), refused without rebuild and rebuilt with what it had plus what is asked."""
+    from siamdeploy.manifest import read_manifest
+
+    manifest = read_manifest(bucket_export)
+    options = {"typing": "strong", "workspace_mb": None, "tf32": False}
+    gpu = trt_device.GpuInfo(0, "Fake GPU 9000", "8.9")
+    root = str(tmp_path / "engines")
+    calls = []
+
+    def build_for(target: EngineTarget):  # noqa: ANN202 - fake plans, one file per graph of the target
+        def build(tmp: str) -> dict:
+            calls.append(sorted(target.onnx))
+            for name in target.onnx:
+                open(os.path.join(tmp, f"{name}.engine"), "w").write(name)
+            return {"engines": {name: f"{name}.engine" for name in target.onnx}}
+        return build
+
+    def target(buckets):  # noqa: ANN001, ANN202
+        return trt_build_mod.engine_target(bucket_export, manifest, gpu, "10.8.0.43", "fp16", options, buckets)
+
+    small = target((2,))
+    entry = trt_cache.get_or_build(root, small, build_for(small))
+    assert entry.buckets == (2,) and entry.sidecar["buckets"] == [2] and entry.bucket_of("search_b2") == 2
+    assert set(entry.engines) == {"template", "search", "refine", "template_b2", "search_b2"}
+    assert isinstance(trt_cache.lookup(root, target(())), trt_cache.CacheEntry)  # more than asked: used
+    stale = trt_cache.lookup(root, target(None))
+    assert isinstance(stale, Stale) and stale.reason == trt_cache.BUCKETS
+    assert "built for buckets 2, buckets 2, 4 were asked for" in stale.detail
+    with pytest.raises(EngineError, match="stale TensorRT engines \\(buckets\\)"):
+        trt_cache.get_or_build(root, target(None), build_for(target(None)), rebuild=False)
+    picked = trt_build_mod.plan_target(bucket_export, as_view_of(manifest), gpu, "10.8.0.43", "fp16", options, root,
+                                       buckets=(4,))
+    assert picked.buckets == (2, 4)  # stale for buckets only: rebuilt keeping bucket 2
+    entry = trt_cache.get_or_build(root, picked, build_for(picked))
+    assert entry.buckets == (2, 4) and len(calls) == 2 and len(entry.engines) == 7
+    assert isinstance(trt_cache.lookup(root, target((4,))), trt_cache.CacheEntry)
+    changed = dict(target(None).onnx)
+    changed["search_b4"] = {**changed["search_b4"], "sha256": "f" * 64}
+    stale = trt_cache.lookup(root, _target(tmp_path, export_name=small.export_name, gpu_name=small.gpu_name,
+                                           compute_capability="8.9", trt_version="10.8.0.43", onnx=changed,
+                                           options=options, export_folder=small.export_folder))
+    assert isinstance(stale, Stale) and stale.reason == "onnx" and "search_b4_fp16.onnx changed" in stale.detail
+    other = trt_build_mod.plan_target(bucket_export, as_view_of(manifest), gpu, "10.9.0.1", "fp16", options, root,
+                                      buckets=(4,))
+    assert other.buckets == (4,)  # another TensorRT: a new entry, built as asked
+
+
+def test_int8_entry_has_no_bucket_plans(bucket_export, caplog) -> None:
+    """INT8 bucket graphs do not exist: the INT8 target holds the single-target plans only, and says so."""
+    from siamdeploy.tensorrt.manifest_view import GraphFile, ManifestView, as_view
+
+    view = as_view(json.load(open(os.path.join(bucket_export, "manifest.json"))))
+    graphs = {n: dict(v) for n, v in view.graphs.items()}
+    for name in ("template", "search", "refine"):
+        graphs[name]["int8"] = GraphFile(f"{name}_int8.onnx", "9" * 64, graphs[name]["fp32"].role,
+                                         graphs[name]["fp32"].instance_size)
+    view = ManifestView(graphs, view.exemplar_size, view.preset)
+    options = {"typing": "strong", "workspace_mb": None, "tf32": False}
+    gpu = trt_device.GpuInfo(0, "Fake GPU 9000", "8.9")
+    with caplog.at_level(logging.INFO, logger="siamdeploy.tensorrt.build"):
+        target = trt_build_mod.plan_target(bucket_export, view, gpu, "10.8.0.43", "int8", options, "no-root")
+    assert target.buckets == () and set(target.onnx) == {"template", "search", "refine"}
+    assert "INT8 builds the single-target plans and runs one engine call per target" in caplog.text
+
+
+def test_fake_engine_bucket_bookkeeping(bucket_export, fake_trt, tmp_path) -> None:
+    """The bucket plans' bookkeeping over the fake (host memory, onnxruntime doing the maths; this says nothing
+    about TensorRT itself): search_many / template_many run one plan call per bucket and equal the onnxruntime
+    engine's bucket graphs; kernel stacks are copied device-to-device only when the set of targets changes;
+    each stack gets its own CUDA graph; a dropped target's stack is rebuilt; every target's refine works
+    after a frame whose plan ran twice."""
+    from siamdeploy.engine.onnxruntime_engine import OnnxRuntimeEngine
+    from siamdeploy.manifest import read_manifest
+    from siamdeploy.tensorrt import load_engine
+
+    trt, cudart = fake_trt
+    root = str(tmp_path / "engines")
+    _fake_entry(bucket_export, root)
+    engine = load_engine(bucket_export, cache_root=root, rebuild=False, cuda_graph=True)
+    reference = OnnxRuntimeEngine(bucket_export, read_manifest(bucket_export), precision="fp16")
+    assert engine.buckets == (1, 2, 4) and engine.batched_template() and "buckets 2,4" in engine.describe()
+    rng = np.random.default_rng(4)
+    zs = [rng.uniform(0, 255, (1, 3, 127, 127)).astype(np.float32) for _ in range(9)]
+    xs = [rng.uniform(0, 255, (1, 3, 255, 255)).astype(np.float32) for _ in range(9)]
+    assert engine.search_buckets(xs[0]) == (1, 2, 4)
+
+    runs = trt.executions
+    ks = engine.template_many(zs[:3])  # one template_b4 call (padded by the last target)
+    assert trt.executions == runs + 1 and len({k.slot for k in ks}) == 3 and cudart.d2d == 3
+    ref_ks = reference.template_many(zs[:3])
+    for _ in range(3):  # the stack the template plan wrote: no copy; frames 2, 3 replay its CUDA graph
+        copies, runs = cudart.d2d, trt.executions
+        outs = engine.search_many(xs[:3], ks)
+        assert cudart.d2d == copies and trt.executions == runs + 1
+        ref = reference.search_many(xs[:3], ref_ks)
+        for a, b in zip(outs, ref):
+            np.testing.assert_array_equal(a.outputs["response"], b.outputs["response"])
+    assert cudart.captures == 1 and cudart.launches == 2
+    for i, (a, b) in enumerate(zip(outs, ref)):  # every target's refine, from its rows of the one call
+        np.testing.assert_array_equal(engine.refine(a.extras, (3, 5)), reference.refine(b.extras, (3, 5)))
+        single = reference.search(xs[i], reference.template(zs[i]))
+        np.testing.assert_allclose(a.outputs["response"], single.outputs["response"], rtol=1e-5, atol=1e-3)
+
+    order = [ks[2], ks[0], ks[1]]  # another order: a new stack (4 rows copied), kept for the next frame
+    engine.search_many([xs[2], xs[0], xs[1]], order)
+    assert cudart.d2d == 3 + 4
+    engine.search_many([xs[2], xs[0], xs[1]], order)
+    assert cudart.d2d == 3 + 4
+    del order
+    slot = ks[1].slot
+    del ks[1], outs, a, b  # a dropped target: its slot returns, stacks holding it are never matched again
+    assert slot in engine._free_slots
+    pair = engine.search_many([xs[0], xs[2]], ks)  # bucket 2: a new stack of 2 rows
+    assert cudart.d2d == 7 + 2 and len(engine._stacks) == 1 and engine._pool_free[4]
+    np.testing.assert_array_equal(pair[1].outputs["response"],
+                                  reference.search_many([xs[0], xs[2]], [ref_ks[0], ref_ks[2]])[1].outputs["response"])
+
+    many = [engine.template(z) for z in zs]  # 9 single slots: calls of 4 + 4 + 1, search_b4 runs twice
+    ref_many = [reference.template(z) for z in zs]
+    runs = trt.executions
+    outs = engine.search_many(xs, many)
+    ref = reference.search_many(xs, ref_many)
+    assert trt.executions == runs + 3
+    for a, b in zip(outs, ref):  # the first call's extras were copied to the host before the second call
+        np.testing.assert_array_equal(a.outputs["response"], b.outputs["response"])
+        np.testing.assert_array_equal(engine.refine(a.extras, (16, 0)), reference.refine(b.extras, (16, 0)))
+    assert outs[0].extras.run.host is not None and outs[4].extras.run.host is None
+    with pytest.raises(InputError, match="search_many"):
+        engine.search_many(xs[:2], ref_many[:2])
+    del many, outs, ks, pair
+    engine.close()
+    assert not cudart.device and not cudart.host and not cudart.streams
 
 
 def test_refine_crop_matches_torch() -> None:
