@@ -16,6 +16,10 @@ Steps (each under its own time limit, all within ``--budget-s``, default 480 s):
    single calls, checking a gain of at least 10x at N = 32 -> ``multi_target.json``, ``multi_target.png``;
 5. ``summary.txt`` (short, human-readable) and ``gpu_check.json`` (every step: command, status, seconds).
 
+TensorRT plans (and the timing cache) of all steps go to one engine cache, ``$SIAMDEPLOY_ENGINES`` when set,
+else a temporary folder removed at the end: the multi-target step reuses the plans the GPU tests built for
+the same export (single-target and bucket plans for N = 1, 8, 32), instead of building them again.
+
 Assumes no network: install beforehand (see the README's "GPU check" section). Exit status 0 when every step
 ran to the end and no GPU test failed, else 1.
 """
@@ -29,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -40,6 +45,7 @@ DEFAULT_BUDGET_S = 480.0
 TEST_SHARE_S = 240.0
 BENCH_SHARE_S = {"siamrpn_alex_dwxcorr": 50.0, "siamrpn_mobilev2_l234_dwxcorr": 60.0, "siamrpn_r50_l234_dwxcorr": 90.0}
 RESERVE_S = 10.0  # kept for the summary
+ENGINES_ENV = "SIAMDEPLOY_ENGINES"  # the TensorRT engine cache root (siamdeploy.tensorrt.cache.ENV_ROOT)
 
 ENV_PROBE = r"""
 import json, platform, sys
@@ -189,7 +195,7 @@ def run_step(step: dict[str, Any], out_dir: str, deadline: float) -> dict[str, A
         try:
             proc = subprocess.run(step["cmd"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=limit,
                                   env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                                       "PYTHONUNBUFFERED": "1"}, check=False)
+                                       "PYTHONUNBUFFERED": "1", **step.get("env", {})}, check=False)
             record.update(status="ok" if proc.returncode == 0 else "failed", returncode=proc.returncode)
         except subprocess.TimeoutExpired:
             record.update(status="timeout", why=f"stopped after {limit:.0f} s (its share of the budget)")
@@ -296,10 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(out_dir, "environment.json"), "w", encoding="utf-8") as fh:
         json.dump({**env, "missing": gaps}, fh, indent=2)
     records = []
-    for step in steps:
-        print(f"[gpu_check] {step['name']} ...", flush=True)
-        records.append(run_step(step, out_dir, deadline))
-        print(f"[gpu_check]   {records[-1]['status']} in {records[-1]['seconds']} s", flush=True)
+    engines = os.environ.get(ENGINES_ENV) or tempfile.mkdtemp(prefix="siamdeploy-gpu-check-engines-")
+    try:
+        for step in steps:
+            print(f"[gpu_check] {step['name']} ...", flush=True)
+            records.append(run_step({**step, "env": {ENGINES_ENV: engines}}, out_dir, deadline))
+            print(f"[gpu_check]   {records[-1]['status']} in {records[-1]['seconds']} s", flush=True)
+    finally:
+        if not os.environ.get(ENGINES_ENV):
+            shutil.rmtree(engines, ignore_errors=True)
     counts = test_counts(os.path.join(out_dir, "gpu_tests.xml"))
     latency = merge_latency(out_dir)
     total = time.monotonic() - started
