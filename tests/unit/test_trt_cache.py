@@ -1069,6 +1069,24 @@ def test_fake_engine_bucket_bookkeeping(bucket_export, fake_trt, tmp_path) -> No
     assert not cudart.device and not cudart.host and not cudart.streams
 
 
+def test_backend_loads_the_buckets_asked_for(bucket_export, fake_trt, tmp_path, monkeypatch) -> None:
+    """backend='tensorrt' (over the fake): load_tracker's request (buckets (1,)) loads no bucket plan,
+    load_multi_tracker's (buckets up to max_targets) those the export has; neither rebuilds the entry."""
+    from siamdeploy.backends.builtin import TensorRTBackend
+    from siamdeploy.backends.registry import LoadRequest
+
+    root = str(tmp_path / "engines")
+    created = _fake_entry(bucket_export, root).sidecar["created"]
+    monkeypatch.setenv(trt_cache.ENV_ROOT, root)
+    single, _ = TensorRTBackend.load(LoadRequest(bucket_export))
+    assert single.buckets == (1,) and not single._bucket_plans and single.entry.buckets == (2, 4)
+    multi, _ = TensorRTBackend.load(LoadRequest(bucket_export, buckets=(1, 2, 4, 8)))
+    assert multi.buckets == (1, 2, 4) and set(multi._bucket_plans) == {(None, 2), (255, 2), (None, 4), (255, 4)}
+    assert multi.entry.sidecar["created"] == created
+    single.close()
+    multi.close()
+
+
 def test_refine_crop_matches_torch() -> None:
     import torch
 
