@@ -280,19 +280,27 @@ def test_export_cli_buckets_refused(tmp_path, random_checkpoint) -> None:
     assert not os.path.exists(tmp_path / "e")
 
 
-def test_tensorrt_view_leaves_bucket_graphs_out(bucket_exports: dict[str, str]) -> None:
-    """TensorRT builds the single-target graphs only (it runs one call per target): its manifest view of an
-    export with buckets lists no bucket graph, from the typed manifest and from the JSON alike."""
+def test_tensorrt_view_keeps_bucket_graphs(bucket_exports: dict[str, str]) -> None:
+    """TensorRT builds one plan per bucket graph: its manifest view of an export with buckets lists the bucket
+    graphs with their target counts, from the typed manifest and from the JSON alike; restricted to no
+    bucket it is exactly the single-target graphs; the FP16 build plan has one plan per graph."""
     import json
 
     from siamdeploy.manifest import read_manifest
+    from siamdeploy.tensorrt.cache import select_sources
     from siamdeploy.tensorrt.manifest_view import as_view
 
     folder = bucket_exports["siamrpn_alex_dwxcorr"]
     with open(os.path.join(folder, "manifest.json")) as fh:
         data = json.load(fh)
     for view in (as_view(read_manifest(folder)), as_view(data)):
-        assert set(view.graphs) == {"template", "search"}
+        assert set(view.graphs) == {"template", "search", "template_b2", "search_b2", "template_b4", "search_b4"}
+        assert set(view.restricted(()).graphs) == {"template", "search"}
+        assert view.buckets() == (2, 4) and view.targets("template_b4") == 4 and view.targets("search") == 1
+        plan = select_sources(view, "fp16", "strong")
+        assert {n: v.get("targets", 1) for n, v in plan.items()} == {
+            "template": 1, "search": 1, "template_b2": 2, "search_b2": 2, "template_b4": 4, "search_b4": 4}
+        assert all(v["file"].endswith("_fp16.onnx") for v in plan.values())
 
 
 def test_run_cli_several_targets_one_call_per_frame(tmp_path, random_checkpoint) -> None:
