@@ -6,6 +6,7 @@ refine features stay in whatever form (and on whatever device) the backend prefe
 """
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EngineError, InputError
+from ..errors import ConfigError, EngineError, InputError
 
 
 @dataclass
@@ -70,18 +71,19 @@ class Engine(ABC):
         check_finite_outputs(out.outputs, self.backend)
         return out
 
-    def search_many(self, xs: Sequence[np.ndarray], kernels: Sequence[Any]) -> list[SearchOutput]:
+    def search_many(self, xs: Sequence[np.ndarray] | np.ndarray, kernels: Sequence[Any]) -> list[SearchOutput]:
         """Several targets' searches: ``xs[i]`` (``(n, 3, S, S)``, the same ``S`` and ``n`` for all) with
         ``kernels[i]`` -> one :class:`SearchOutput` per target, each equal to ``search(xs[i], kernels[i])``.
 
-        This default runs one call per target; engines with batched search graphs override
-        :meth:`_search_batch` and run one call per bucket (:attr:`buckets`; targets are padded up to the
-        next bucket, more targets than the largest bucket take several calls).
+        ``xs`` may be one float32 ``(N, n, 3, S, S)`` array (e.g. from :meth:`search_input`): its calls then take
+        their rows without copying them. This default runs one call per target; engines with batched search
+        graphs override :meth:`_search_batch` and run one call per bucket (:attr:`buckets`), the targets split
+        into calls by :attr:`batch_policy` (see :func:`bucket_chunks`).
         """
         if len(xs) != len(kernels):
             raise InputError(f"search_many got {len(xs)} search inputs and {len(kernels)} kernel sets; pass one "
                              "kernel set per search input")
-        buckets = self.search_buckets(xs[0]) if xs else (1,)
+        buckets = self.search_buckets(xs[0]) if len(xs) else (1,)
         if len(xs) < 2 or len(buckets) < 2:
             return [self.search(x, k) for x, k in zip(xs, kernels)]
         first = xs[0]
@@ -91,13 +93,40 @@ class Engine(ABC):
                 raise InputError(f"search_many needs equal search shapes, got {first.shape} and {x.shape}; group "
                                  "the targets by search size (siamdeploy.runtime.batch.track_together does)")
         outs: list[SearchOutput] = []
-        for start, stop, bucket in bucket_chunks(len(xs), buckets):
+        for start, stop, bucket in bucket_chunks(len(xs), buckets, self.batch_policy):
             self.search_calls += 1
-            got = self._search_batch(list(xs[start:stop]), list(kernels[start:stop]), bucket)
+            rows = xs[start:stop] if isinstance(xs, np.ndarray) else list(xs[start:stop])
+            got = self._search_batch(rows, list(kernels[start:stop]), bucket)  # type: ignore[arg-type]
             for out in got:
                 check_finite_outputs(out.outputs, self.backend)
             outs += got
         return outs
+
+    # how search_many / template_many cut N targets into calls of the bucket sizes (see bucket_chunks):
+    # "pad" (the next bucket up: on a GPU a call costs more than its unused rows), "split" (exactly into bucket
+    # sizes, 5 = 4 + 1: on a CPU a padding row costs as much as a real one), "any" (any count up to the
+    # largest bucket in one call, nothing padded: torch, which needs no graph per count)
+    batch_policy: str = "pad"
+    _inputs: threading.local | None = None  # per thread: the reusable search_input arrays
+
+    def search_input(self, count: int, crops: int, size: int) -> np.ndarray:
+        """A float32 ``(count, crops, 3, size, size)`` array to write ``count`` targets' search crops into and
+        hand to :meth:`search_many` whole (no copy of the crops on the way to the network).
+
+        The array is this engine's, reused by the next call with the same shape from the same thread (no
+        fresh pages every frame): its contents are valid until then.
+        """
+        local: threading.local | None = getattr(self, "_inputs", None)
+        if local is None:  # engines do not call Engine.__init__: made on first use
+            local = self._inputs = threading.local()
+        shapes: dict[tuple[int, int], np.ndarray] = local.__dict__.setdefault("by_shape", {})
+        key = (crops, size)
+        buffer = shapes.get(key)
+        if buffer is None or buffer.shape[0] < count:
+            if len(shapes) >= 4:  # a few search sizes at once (the long-term lost search), not every size seen
+                shapes.clear()
+            buffer = shapes[key] = np.empty((max(count, 1), crops, 3, size, size), np.float32)
+        return buffer[:count]
 
     # targets per batched call this engine has graphs for (ascending, 1 first; the normal search size and the
     # template); (1,): none. The torch engine batches any count (its "buckets" are a cap per call, not padding).
@@ -120,7 +149,7 @@ class Engine(ABC):
         if len(zs) < 2 or not self.batched_template():
             return [self._template(z) for z in zs]
         out: list[Any] = []
-        for start, stop, bucket in bucket_chunks(len(zs), self.buckets):
+        for start, stop, bucket in bucket_chunks(len(zs), self.buckets, self.batch_policy):
             out += self._template_batch(list(zs[start:stop]), bucket)
         return out
 
@@ -172,13 +201,26 @@ class ExportBuckets:
         return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
 
 
-def bucket_chunks(count: int, buckets: Sequence[int]) -> list[tuple[int, int, int]]:
+BATCH_POLICIES = ("pad", "split", "any")
+
+
+def bucket_chunks(count: int, buckets: Sequence[int], policy: str = "pad") -> list[tuple[int, int, int]]:
     """Split ``count`` targets into calls: ``(start, stop, bucket)`` with ``stop - start <= bucket``.
 
-    Full calls of the largest bucket first, then the smallest bucket that holds the rest (5 targets with
-    buckets 1, 2, 4, 8 -> one 8-call padded by 3; 40 with ..32 -> 32 + 8).
+    ``buckets``: the targets per call there are graphs for (1 among them). ``policy``:
+
+    - ``pad``: full calls of the largest bucket first, then the smallest bucket that holds the rest (5 targets
+      with buckets 1, 2, 4, 8 -> one 8-call padded by 3; 40 with ..32 -> 32 + 8): fewest calls;
+    - ``split``: exactly into bucket sizes, nothing padded, the fewest calls that do it, larger calls first
+      (5 -> 4 + 1; 12 -> 8 + 4; 40 with ..32 -> 32 + 8);
+    - ``any``: any count up to the largest bucket is one call of that count (40 with a largest of 32 ->
+      32 + 8, ``bucket`` = the count itself).
     """
+    if policy not in BATCH_POLICIES:
+        raise ConfigError(f"unknown batch policy '{policy}'; use one of {', '.join(BATCH_POLICIES)}")
     largest = max(buckets)
+    if policy == "split":
+        return _exact_chunks(count, sorted(set(buckets) | {1}))
     chunks = []
     start = 0
     while count - start > largest:
@@ -186,13 +228,41 @@ def bucket_chunks(count: int, buckets: Sequence[int]) -> list[tuple[int, int, in
         start += largest
     rest = count - start
     if rest:
-        chunks.append((start, count, min(b for b in buckets if b >= rest)))
+        chunks.append((start, count, rest if policy == "any" else min(b for b in buckets if b >= rest)))
     return chunks
 
 
-def pad_rows(parts: Sequence[np.ndarray], bucket: int) -> np.ndarray:
+def _exact_chunks(count: int, buckets: list[int]) -> list[tuple[int, int, int]]:
+    """``count`` as a sum of bucket sizes with the fewest terms (1 is a bucket, so one always exists)."""
+    fewest = [0] + [count + 1] * count  # fewest[n]: calls for n targets
+    last = [0] * (count + 1)             # last[n]: the bucket of one of those calls
+    for n in range(1, count + 1):
+        for b in buckets:
+            if b <= n and fewest[n - b] + 1 < fewest[n]:
+                fewest[n], last[n] = fewest[n - b] + 1, b
+    sizes = []
+    while count:
+        sizes.append(last[count])
+        count -= last[count]
+    chunks, start = [], 0
+    for b in sorted(sizes, reverse=True):
+        chunks.append((start, start + b, b))
+        start += b
+    return chunks
+
+
+def pad_rows(parts: Sequence[np.ndarray] | np.ndarray, bucket: int) -> np.ndarray:
     """Concatenate per-target arrays along dim 0, repeating the last target until there are ``bucket`` of them
-    (padding rows are computed and dropped; a copy of a real target keeps them finite)."""
+    (padding rows are computed and dropped; a copy of a real target keeps them finite).
+
+    ``parts`` may be one contiguous float32 array ``(count, rows, ...)``: with nothing to pad it comes back
+    as a ``(count * rows, ...)`` view, not copied.
+    """
+    if isinstance(parts, np.ndarray) and parts.dtype == np.float32 and parts.flags.c_contiguous:
+        flat = parts.reshape(-1, *parts.shape[2:])
+        if len(parts) == bucket:
+            return flat
+        return np.concatenate([flat] + [parts[-1]] * (bucket - len(parts)), axis=0)
     parts = list(parts) + [parts[-1]] * (bucket - len(parts))
     return np.ascontiguousarray(np.concatenate(parts, axis=0), np.float32)
 

@@ -23,7 +23,7 @@ import torch
 from ..errors import EngineError
 from ..models import SiameseNet
 from ..models.heads import crop_refine_inputs
-from .base import Engine, KernelStacks, SearchOutput, split_rows
+from .base import Engine, KernelStacks, SearchOutput, pad_rows, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class TorchEngine(Engine):
 
     # ---- several targets per call: no graphs, the batch is folded into the correlation directly (up to 32 a call)
     buckets = (1, 32)
+    batch_policy = "any"  # any count is one call: nothing padded
 
     def search_buckets(self, x: np.ndarray) -> tuple[int, ...]:
         return (1,) if self.cuda_graph else self.buckets
@@ -121,7 +122,7 @@ class TorchEngine(Engine):
         count = len(xs)
         stacked = self._stacks.get(kernels, None, lambda ks: [torch.cat(parts) for parts in zip(*ks)])
         with torch.inference_mode():
-            outs = self.net.search(self._tensor(np.concatenate(xs)), *stacked, targets=count)
+            outs = self.net.search(self._tensor(pad_rows(xs, count)), *stacked, targets=count)
         named = {n: t.cpu().numpy() if n in self.head_outputs else t for n, t in zip(self.output_names, outs)}
         rows = {n: v.shape[0] // count for n, v in named.items()}
         return [self._split(part) for part in split_rows(named, count, rows)]

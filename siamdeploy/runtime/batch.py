@@ -30,13 +30,18 @@ def track_together(trackers: Sequence[Tracker], frames: Sequence[np.ndarray]) ->
     engine = trackers[0].engine
     if any(t.engine is not engine for t in trackers):
         raise InputError("track_together needs trackers that share one engine; make them from one loaded engine")
-    requests = [t.prepare(f) for t, f in zip(trackers, frames)]
+    requests = [t.prepare(f, blob=False) for t, f in zip(trackers, frames)]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, request in enumerate(requests):
-        groups.setdefault((request.size, request.blob.shape[0]), []).append(i)
+        groups.setdefault((request.size, request.crops), []).append(i)
     outputs: list[SearchOutput | None] = [None] * len(trackers)
-    for members in groups.values():
-        outs = engine.search_many([requests[i].blob for i in members], [trackers[i].kernels for i in members])
+    for (size, crops), members in groups.items():
+        # every target's crops go straight into its row of the engine's batched input: no per-target blob,
+        # no concatenation on the way to the network
+        batch = engine.search_input(len(members), crops, size)
+        for row, i in zip(batch, members):
+            trackers[i].write_search_input(requests[i], row)
+        outs = engine.search_many(batch, [trackers[i].kernels for i in members])
         for i, out in zip(members, outs):
             outputs[i] = out
     return [t.conclude(r, o) for t, r, o in zip(trackers, requests, outputs) if o is not None]

@@ -9,12 +9,13 @@ so a crop allocates at most ``3 * MAX_EXACT_CROP_PIXELS`` bytes plus its output.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from ..config import ROUND_FLOOR_HALF_UP, ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP, CropRounding
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
 # Windows up to this many pixels (4096 x 4096, 48 MiB as uint8 BGR) are cut exactly; larger ones are bounded.
 MAX_EXACT_CROP_PIXELS = 1 << 24
@@ -37,6 +38,16 @@ def round_by_rule(value: float, rule: CropRounding | str) -> int:
     raise ConfigError(f"unknown rounding rule '{rule}'; known: {', '.join(CropRounding)}")
 
 
+def filled(height: int, width: int, fill: np.ndarray) -> np.ndarray:
+    """A ``height x width x len(fill)`` uint8 image of the colour ``fill`` (written row by row: a broadcast of
+    the 3-value colour over the whole image is several times slower)."""
+    out = np.empty((height, width, len(fill)), np.uint8)
+    if height and width:
+        out[0] = fill
+        out[1:] = out[0]
+    return out
+
+
 def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: np.ndarray) -> np.ndarray:
     """Pixels ``[y0, y0+height) x [x0, x0+width)`` of ``img``; what lies outside the frame is ``fill``.
 
@@ -45,13 +56,16 @@ def crop_window(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill
     h_img, w_img = img.shape[:2]
     if x0 >= 0 and y0 >= 0 and x0 + width <= w_img and y0 + height <= h_img:
         return img[y0:y0 + height, x0:x0 + width]
-    patch = np.empty((height, width, img.shape[2]), np.uint8)
-    patch[:] = fill
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x0 + width, w_img), min(y0 + height, h_img)
-    if ix1 > ix0 and iy1 > iy0:
-        patch[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = img[iy0:iy1, ix0:ix1]
-    return patch
+    if ix1 <= ix0 or iy1 <= iy0 or img.shape[2] != len(fill) or len(fill) > 4:
+        patch = filled(height, width, fill)
+        if ix1 > ix0 and iy1 > iy0:
+            patch[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = img[iy0:iy1, ix0:ix1]
+        return patch
+    # the frame part with constant borders: a plain copy, pixel for pixel the same as filling and pasting
+    return cv2.copyMakeBorder(img[iy0:iy1, ix0:ix1], iy0 - y0, y0 + height - iy1, ix0 - x0, x0 + width - ix1,
+                              cv2.BORDER_CONSTANT, value=tuple(int(v) for v in fill))
 
 
 def cut_resized(img: np.ndarray, x0: int, y0: int, width: int, height: int, out_size: int, fill: np.ndarray,
@@ -66,8 +80,7 @@ def cut_resized(img: np.ndarray, x0: int, y0: int, width: int, height: int, out_
     if width * height <= MAX_EXACT_CROP_PIXELS:
         patch = crop_window(img, x0, y0, width, height, fill)
         return cv2.resize(patch, (out_size, out_size)) if resize else patch
-    out = np.empty((out_size, out_size, img.shape[2]), np.uint8)
-    out[:] = fill
+    out = filled(out_size, out_size, fill)
     h_img, w_img = img.shape[:2]
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x0 + width, w_img), min(y0 + height, h_img)
@@ -122,12 +135,27 @@ def float_crop(img: np.ndarray, centre: tuple[float, float], side: float, out_si
     return patch, y1 - y0 + 1
 
 
-def to_blob(patches: list[np.ndarray], rgb: bool) -> np.ndarray:
+def to_blob(patches: Sequence[np.ndarray], rgb: bool, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 ``HxWx3`` patches -> float32 ``(B, 3, H, W)`` network input, channels flipped for RGB models.
 
-    Cropping and resizing act per channel, so flipping the crop equals cropping an RGB frame.
+    Cropping and resizing act per channel, so flipping the crop equals cropping an RGB frame. ``out``: a
+    float32 ``(B, 3, H, W)`` array to write into (e.g. this target's rows of a batch), returned; None: a new one.
+    Each channel is split out and converted into its plane (no strided transpose of the whole batch).
     """
-    batch = np.stack(patches)
-    if rgb:
-        batch = batch[..., ::-1]
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+    if not patches:
+        raise InputError("to_blob needs at least one patch")
+    height, width = patches[0].shape[:2]
+    shape = (len(patches), 3, height, width)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise InputError(f"to_blob writes {shape} float32, got an output {out.dtype} {out.shape}; pass an array of "
+                         "that shape or none")
+    for index, patch in enumerate(patches):
+        if patch.shape != (height, width, 3) or patch.dtype != np.uint8:
+            raise InputError(f"to_blob takes uint8 {height}x{width}x3 patches, got {patch.dtype} {patch.shape}; "
+                             "cut every patch of a blob at the same size")
+        channels = cv2.split(patch)
+        for plane, channel in zip(out[index], channels[::-1] if rgb else channels):
+            plane[...] = channel  # uint8 -> float32 is exact
+    return out

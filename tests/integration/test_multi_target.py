@@ -216,6 +216,10 @@ def test_bucket_graphs_equal_single(name: str, backend: str, bucket_exports: dic
     assert multi.engine.buckets == (1, 2, 4)
     reference = siamdeploy.load_tracker(folder, backend=backend)
     new_single = lambda: make_tracker(reference.engine, reference.params, name)  # noqa: E731
+    assert multi.engine.batch_policy == "split"  # a CPU engine: N split exactly into buckets
+    worst, calls = _compare(multi.engine, new_single, count=3, frames=1)
+    assert worst <= TOL_PX and calls == [2]  # 3 targets: 2 + 1, nothing padded
+    multi.engine.batch_policy = "pad"
     worst, calls = _compare(multi.engine, new_single, count=3, frames=1)
     assert worst <= TOL_PX and calls == [1]  # 3 targets: the 4-bucket, padded
     worst, calls = _compare(multi.engine, new_single, count=5, frames=1)
@@ -230,6 +234,7 @@ def test_fp16_bucket_graphs(bucket_exports: dict[str, str]) -> None:
     assert set(manifest.batched_graphs("search", "fp16")) == {(287, 2), (287, 4)}
     assert manifest.buckets("fp16") == (1, 2, 4)
     multi = siamdeploy.load_multi_tracker(folder, backend="onnxruntime", precision="fp16")
+    multi.engine.batch_policy = "pad"  # the 4-bucket graph, padded (a CPU engine would split 3 = 2 + 1)
     reference = siamdeploy.load_tracker(folder, backend="onnxruntime", precision="fp16")
     worst, calls = _compare(multi.engine, lambda: make_tracker(reference.engine, reference.params, "f"), count=3,
                             frames=2)

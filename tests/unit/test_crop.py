@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from siamdeploy.errors import ConfigError
+from siamdeploy.errors import ConfigError, InputError
 from siamdeploy.runtime import crop
 from siamdeploy.runtime.crop import crop_window, round_by_rule, rounded_fill, square_crop, to_blob, truncated_fill
 
@@ -233,3 +233,44 @@ def test_to_blob_keeps_0_255_range():
     p = np.full((4, 4, 3), 255, np.uint8)
     blob = to_blob([p], rgb=False)
     assert blob.max() == 255.0 and blob.min() == 255.0
+
+
+def _blob_by_definition(patches: list[np.ndarray], rgb: bool) -> np.ndarray:
+    """The blob written from its definition: stack, optional channel flip, HWC -> CHW, float32."""
+    batch = np.stack(patches)
+    if rgb:
+        batch = batch[..., ::-1]
+    return batch.transpose(0, 3, 1, 2).astype(np.float32)
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_to_blob_equals_definition_on_views_and_writes_into_out(rgb):
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (40, 50, 3), np.uint8)
+    patches = [frame[2:19, 5:22], rng.integers(0, 256, (17, 17, 3), np.uint8)]  # a strided view and a copy
+    np.testing.assert_array_equal(to_blob(patches, rgb), _blob_by_definition(patches, rgb))
+    batch = np.full((3, 2, 3, 17, 17), -1.0, np.float32)
+    got = to_blob(patches, rgb, out=batch[1])
+    assert got.base is batch or got is batch[1] or np.shares_memory(got, batch)
+    np.testing.assert_array_equal(batch[1], _blob_by_definition(patches, rgb))
+    assert (batch[0] == -1).all() and (batch[2] == -1).all()  # the other rows are untouched
+
+
+def test_to_blob_refuses_mismatched_patches_and_outputs():
+    a = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(InputError, match="same size"):
+        to_blob([a, np.zeros((5, 4, 3), np.uint8)], rgb=False)
+    with pytest.raises(InputError, match="output"):
+        to_blob([a], rgb=False, out=np.zeros((1, 3, 4, 5), np.float32))
+    with pytest.raises(InputError, match="at least one"):
+        to_blob([], rgb=False)
+
+
+def test_crop_window_random_windows_equal_definition():
+    img = coded_image()
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        width, height = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        x0, y0 = int(rng.integers(-45, W + 5)), int(rng.integers(-45, H + 5))
+        np.testing.assert_array_equal(crop_window(img, x0, y0, width, height, FILL),
+                                      expected_window(x0, y0, width, height))

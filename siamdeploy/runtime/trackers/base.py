@@ -5,7 +5,6 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,24 +13,56 @@ from ...config import TrackParams
 from ...engine.base import Engine, SearchOutput
 from ...errors import InputError
 from ...geometry import box_to_centre_size
+from ..crop import to_blob
 from ..frames import as_bgr, check_box
 from ..types import TrackResult
 from .state import TrackerState
 
 
-@dataclass
 class SearchRequest:
     """One target's half-done frame, between :meth:`Tracker.prepare` and :meth:`Tracker.conclude`.
 
     ``blob``: the search crop(s) ``(n, 3, S, S)`` float32 for ``Engine.search`` (``n`` = the family's search
-    batch: 1, or SiamFC's scales); ``size``: ``S`` in network pixels (targets with equal sizes can share one
-    batched call); ``img``: the BGR frame; ``context``: what the loop needs to finish the frame (opaque).
+    batch: 1, or SiamFC's scales), made from ``patches`` (the uint8 ``S x S x 3`` crops) on first use or
+    written straight into a row of a batched input by :meth:`write_blob`; ``size``: ``S`` in network pixels
+    (targets with equal sizes can share one batched call); ``img``: the BGR frame; ``context``: what the loop
+    needs to finish the frame (opaque). Give either ``blob`` or ``patches`` (with ``rgb``: flip the channels).
     """
 
-    blob: np.ndarray
-    size: int
-    img: np.ndarray = field(repr=False)
-    context: Any = field(default=None, repr=False)
+    def __init__(self, blob: np.ndarray | None, size: int, img: np.ndarray, context: Any = None, *,
+                 patches: Sequence[np.ndarray] | None = None, rgb: bool = False) -> None:
+        if blob is None and not patches:
+            raise InputError("a SearchRequest needs its blob or its patches")
+        self._blob = blob
+        self.size = size
+        self.img = img
+        self.context = context
+        self.patches = list(patches) if patches is not None else None
+        self.rgb = rgb
+
+    @property
+    def blob(self) -> np.ndarray:
+        if self._blob is None:
+            self._blob = to_blob(self.patches or [], self.rgb)
+        return self._blob
+
+    @property
+    def crops(self) -> int:
+        """``n``: crops in this request (the blob's first dimension)."""
+        return self._blob.shape[0] if self._blob is not None else len(self.patches or [])
+
+    def write_blob(self, out: np.ndarray) -> np.ndarray:
+        """Write the blob into ``out`` (float32 ``(n, 3, S, S)``, e.g. this target's row of an
+        ``Engine.search_input`` batch), which becomes :attr:`blob`; returns it."""
+        if self._blob is None:
+            to_blob(self.patches or [], self.rgb, out)
+        else:
+            out[...] = self._blob
+        self._blob = out
+        return out
+
+    def __repr__(self) -> str:
+        return f"SearchRequest(size={self.size}, crops={self.crops})"
 
 
 class Tracker(ABC):
@@ -92,20 +123,30 @@ class Tracker(ABC):
         self._lap("engine")
         return self.conclude(request, out)
 
-    def prepare(self, frame: np.ndarray) -> SearchRequest:
+    def prepare(self, frame: np.ndarray, blob: bool = True) -> SearchRequest:
         """First half of :meth:`track`: cut the search crop(s) for ``frame`` from the current state.
 
         Several trackers sharing one engine can :meth:`prepare` their frames, run one batched search
         (``Engine.search_many``) over the requests of equal :attr:`SearchRequest.size` and :meth:`conclude`
-        each with its own output; the result equals :meth:`track`'s.
+        each with its own output; the result equals :meth:`track`'s. ``blob=False``: leave the float32 blob
+        unmade, for :meth:`write_search_input` to write into a batched input.
         """
         if not self.initialised:
             raise InputError("track() called before init(); call tracker.init(frame, (x, y, w, h)) first")
         self.timings = {}
         self._clock = time.perf_counter()
         request = self._prepare(as_bgr(frame))
+        if blob:
+            request.blob  # noqa: B018 - made here, so that its time counts as preprocessing
         self._lap("preprocess")
         return request
+
+    def write_search_input(self, request: SearchRequest, out: np.ndarray) -> None:
+        """Write ``request``'s crops into ``out`` (float32 ``(n, 3, S, S)``: this target's row of a batched
+        search input, ``Engine.search_input``); the time counts as preprocessing."""
+        self._clock = time.perf_counter()
+        request.write_blob(out)
+        self._lap("preprocess")
 
     def conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
         """Second half of :meth:`track`: decode this target's search output, update the state, report."""

@@ -133,8 +133,8 @@ class RPNTracker(Tracker):
         prev_centre = self.centre.copy()
         patch, crop_side, scale = self._crop(img, s_z * (instance / p.exemplar_size), instance)
         scale = scale or p.exemplar_size / s_z
-        blob = to_blob([patch], p.colour == "rgb")
-        return SearchRequest(blob, instance, img, (prev_centre, crop_side, scale))
+        return SearchRequest(None, instance, img, (prev_centre, crop_side, scale), patches=[patch],
+                             rgb=p.colour == "rgb")
 
     def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
         p = self.params

@@ -82,7 +82,7 @@ class SiamFCTracker(Tracker):
     def _prepare(self, img: np.ndarray) -> SearchRequest:
         p = self.params
         crops = [self._crop(img, self.x_sz * f, p.instance_size) for f in self.scale_factors]
-        return SearchRequest(to_blob(crops, p.colour == "rgb"), p.instance_size, img)
+        return SearchRequest(None, p.instance_size, img, patches=crops, rgb=p.colour == "rgb")
 
     def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
         p = self.params
