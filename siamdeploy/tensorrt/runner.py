@@ -426,7 +426,7 @@ class TensorRTEngine(Engine):
     def batched_template(self) -> bool:
         return len(self.buckets) > 1
 
-    def search_many(self, xs: Sequence[np.ndarray], kernels: Sequence[Any]) -> list[SearchOutput]:
+    def search_many(self, xs: Sequence[np.ndarray] | np.ndarray, kernels: Sequence[Any]) -> list[SearchOutput]:
         """:meth:`Engine.search_many`; a search plan that runs twice in it (more targets than its bucket, or one
         call per target) first copies its previous call's extras to the host while they are held."""
         self._keep_extras = True
