@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...config import TrackParams
-from ...engine.base import Engine, SearchOutput
+from ...engine.base import MASK_HEAD, REFINE, Engine, SearchOutput
 from ...errors import InputError
 from ...geometry import box_to_centre_size
 from ..frames import as_bgr, check_box
@@ -61,16 +61,16 @@ class Decoded:
 def masks_for(engine: Engine, requests: Sequence[MaskRequest]) -> list[np.ndarray]:
     """The logits of every request, in order, with one ``Engine.refine_many`` for the refine requests and one
     ``Engine.mask_at_many`` for the mask-head requests (each runs one network call per bucket)."""
-    logits: list[np.ndarray | None] = [None] * len(requests)
-    for head, run in (("refine", engine.refine_many), ("mask_head", engine.mask_at_many)):
-        members = [i for i, r in enumerate(requests) if r.head == head]
-        if members:
-            for i, got in zip(members, run([requests[i].extras for i in members], [requests[i].cell for i in members])):
-                logits[i] = got
-    unknown = [r.head for r, got in zip(requests, logits) if got is None]
+    runs = {REFINE: engine.refine_many, MASK_HEAD: engine.mask_at_many}
+    unknown = sorted({r.head for r in requests} - set(runs))
     if unknown:
         raise ValueError(f"unknown mask head {unknown[0]!r} (refine or mask_head)")
-    return logits  # type: ignore[return-value]
+    logits: dict[int, np.ndarray] = {}
+    for head, run in runs.items():
+        members = [i for i, r in enumerate(requests) if r.head == head]
+        if members:
+            logits.update(zip(members, run([requests[i].extras for i in members], [requests[i].cell for i in members])))
+    return [logits[i] for i in range(len(requests))]
 
 
 class Tracker(ABC):
