@@ -29,12 +29,15 @@ FORMAT_VERSION = 2
 # the formats this version reads; 1 was written by siamdeploy 0.1.0 (untyped, accepted by version equality)
 READABLE_FORMATS = (2,)
 REEXPORT = "re-export it: python -m siamdeploy.export CHECKPOINT [--config config.yaml] --out FOLDER"
-# template_batched / search_batched: the same branches for a bucket of ``targets`` targets in one call (an
-# addition to format 2: a reader that predates them refuses the folder naming the unknown role)
-ROLES = ("template", "search", "refine", "mask_head", "template_batched", "search_batched")
+# template_batched / search_batched (/ refine_batched / mask_head_batched, SiamMask): the same branches for a
+# bucket of ``targets`` targets in one call (an addition to format 2: a reader that predates them refuses the
+# folder naming the unknown role)
+ROLES = ("template", "search", "refine", "mask_head", "template_batched", "search_batched", "refine_batched",
+         "mask_head_batched")
 # targets per call the exporter writes bucket graphs for by default (python -m siamdeploy.export --buckets)
 DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32)
-BATCHED_ROLES = {"template_batched": "template", "search_batched": "search"}
+BATCHED_ROLES = {"template_batched": "template", "search_batched": "search", "refine_batched": "refine",
+                 "mask_head_batched": "mask_head"}
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
@@ -166,8 +169,8 @@ class ExportManifest:
                 if g.role == "search" and g.instance_size is not None}
 
     def batched_graphs(self, role: str, precision: str = "fp32") -> dict[tuple[int | None, int], GraphFile]:
-        """Bucket graphs of ``role`` (``template`` or ``search``) by ``(search size or None, targets)``; empty for
-        an export written without buckets."""
+        """Bucket graphs of ``role`` (``template``, ``search``, ``refine`` or ``mask_head``) by ``(search size or
+        None, targets)``; empty for an export written without buckets."""
         batched = next(k for k, v in BATCHED_ROLES.items() if v == role)
         return {(g.instance_size, g.targets): g for g in self.graphs
                 if g.role == batched and g.precision == precision}

@@ -16,6 +16,10 @@ import numpy as np
 
 from ..errors import ConfigError, EngineError, InputError
 
+# the two SiamMask mask heads, as Engine.mask_buckets names them (and the manifest's graph roles)
+REFINE = "refine"
+MASK_HEAD = "mask_head"
+
 
 @dataclass
 class SearchOutput:
@@ -168,6 +172,50 @@ class Engine(ABC):
         """SiamMask base mode: the mask head's ``(63, 63)`` logits at score cell ``(y, x)``."""
         raise NotImplementedError(f"{self.backend} engine has no mask head for this model")
 
+    # SiamMask mask calls (refine or mask head) that reached the network; a batched call counts once
+    refine_calls: int = 0
+
+    def refine_many(self, extras: Sequence[Any], cells: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """Several targets' SiamMask refine: ``extras[i]`` (target ``i``'s :attr:`SearchOutput.extras`) at its
+        score cell ``cells[i] = (y, x)`` -> one ``(127, 127)`` float32 logits array per target, each equal to
+        ``refine(extras[i], cells[i])`` (up to the float noise of a batched convolution; one target: exactly).
+
+        This default runs one :meth:`refine` per target; engines with batched refine graphs say so in
+        :meth:`mask_buckets` and run one call per bucket (:meth:`_mask_batch`, padded like the search).
+        """
+        return self._masks_many(REFINE, extras, cells)
+
+    def mask_at_many(self, extras: Sequence[Any], cells: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """SiamMask base mode, several targets: like :meth:`refine_many` with the mask head's ``(63, 63)``
+        logits, each equal to ``mask_at(extras[i], cells[i])``."""
+        return self._masks_many(MASK_HEAD, extras, cells)
+
+    def mask_buckets(self, head: str) -> tuple[int, ...]:
+        """Targets per call :meth:`refine_many` (``head`` ``"refine"``) or :meth:`mask_at_many` (``"mask_head"``)
+        can run, ascending, 1 first; ``(1,)``: one call per target."""
+        return (1,)
+
+    def _mask_batch(self, head: str, extras: list[Any], cells: list[tuple[int, int]], bucket: int
+                    ) -> list[np.ndarray]:
+        """One network call for ``2 <= len(extras) <= bucket`` targets' masks (padded up to ``bucket`` where the
+        graph needs it); returns one logits array per target, shaped as :meth:`refine` / :meth:`mask_at` return."""
+        raise NotImplementedError(f"{self.backend} engine has no batched {head}")
+
+    def _masks_many(self, head: str, extras: Sequence[Any], cells: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        if len(extras) != len(cells):
+            raise InputError(f"{head}: got {len(extras)} search outputs and {len(cells)} cells; pass one cell per "
+                             "search output")
+        buckets = self.mask_buckets(head)
+        chunks = bucket_chunks(len(extras), buckets) if len(buckets) > 1 else \
+            [(i, i + 1, 1) for i in range(len(extras))]
+        single = self.refine if head == REFINE else self.mask_at
+        masks: list[np.ndarray] = []
+        for start, stop, bucket in chunks:  # a lone target runs the single-target call, as Tracker.track does
+            self.refine_calls += 1
+            masks += [single(extras[start], cells[start])] if stop - start == 1 else \
+                self._mask_batch(head, list(extras[start:stop]), list(cells[start:stop]), bucket)
+        return masks
+
     @abstractmethod
     def _template(self, z: np.ndarray) -> Any: ...
 
@@ -190,6 +238,9 @@ class ExportBuckets:
         """Read the bucket graphs of ``precision`` from ``manifest`` (an ``ExportManifest``)."""
         self._batched = {key: g for role in ("template", "search")
                          for key, g in manifest.batched_graphs(role, precision).items()}
+        # SiamMask's refine / mask head by bucket (an export from before their buckets has none)
+        self._batched_masks = {head: {b: g for (_, b), g in manifest.batched_graphs(head, precision).items()}
+                               for head in (REFINE, MASK_HEAD)}
         self.buckets = manifest.buckets(precision)
         self._stacks = KernelStacks()
         self._kernel_rows = [t.shape[0] for t in manifest.graph("template", precision).outputs]
@@ -199,6 +250,9 @@ class ExportBuckets:
 
     def batched_template(self) -> bool:
         return len(self.buckets) > 1 and all((None, b) in self._batched for b in self.buckets[1:])
+
+    def mask_buckets(self, head: str) -> tuple[int, ...]:
+        return (1, *sorted(self._batched_masks.get(head, {})))
 
 
 BATCH_POLICIES = ("pad", "split", "any")
@@ -326,3 +380,26 @@ def crop_refine_inputs_np(f0: np.ndarray, f1: np.ndarray, f2: np.ndarray, corr: 
     p2 = np.pad(f2, ((0, 0), (0, 0), (4, 4), (4, 4)))[:, :, y:y + 15, x:x + 15]
     p3 = corr[:, :, y, x].reshape(corr.shape[0], corr.shape[1], 1, 1)
     return p0, p1, p2, p3
+
+
+def mask_feeds(head: str, extras: Sequence[Any], cells: Sequence[tuple[int, int]], bucket: int
+               ) -> dict[str, np.ndarray]:
+    """The inputs of a ``refine_b{bucket}`` / ``mask_head_b{bucket}`` graph for several targets (numpy
+    extras): each target's crop at its cell (:func:`crop_refine_inputs_np`; the mask head: the correlation
+    cell ``(1, C, 1, 1)``) stacked along dim 0 and padded to ``bucket`` rows (:func:`pad_rows`). Refine:
+    ``p0 (B, 64, 61, 61)``, ``p1 (B, 256, 31, 31)``, ``p2 (B, 512, 15, 15)``, ``p3 (B, 256, 1, 1)``; mask head:
+    ``corr_cell (B, C, 1, 1)``."""
+    if head == MASK_HEAD:
+        return {"corr_cell": pad_rows([e["mask_corr"][:, :, y:y + 1, x:x + 1] for e, (y, x) in zip(extras, cells)],
+                                      bucket)}
+    parts = [crop_refine_inputs_np(e["f0"], e["f1"], e["f2"], e["mask_corr"], *cell) for e, cell in zip(extras, cells)]
+    return {name: pad_rows(list(rows), bucket) for name, rows in zip(("p0", "p1", "p2", "p3"), zip(*parts))}
+
+
+def split_masks(head: str, logits: np.ndarray, count: int) -> list[np.ndarray]:
+    """A batched ``mask_logits`` output (refine ``(B, 1, 127, 127)``, mask head ``(B, 3969, 1, 1)``) -> the first
+    ``count`` targets' logits, shaped as ``Engine.refine`` (``(127, 127)``) / ``Engine.mask_at`` (``(63, 63)``)
+    return them (the padding rows are dropped)."""
+    if head == MASK_HEAD:
+        return [logits[i].reshape(63, 63) for i in range(count)]
+    return [logits[i, 0] for i in range(count)]

@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import DependencyError, EngineError
 from ..families import family_of
 from ..manifest import ExportManifest, graph_path
-from .base import Engine, ExportBuckets, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
+from .base import (Engine, ExportBuckets, SearchOutput, crop_refine_inputs_np, mask_feeds, pad_rows,
+                   split_masks, split_rows)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class OnnxRuntimeEngine(ExportBuckets, Engine):
         self._stacks.clear()
 
     # ---- several targets per call (bucket graphs, docs/multi_target.md#batched-graphs)
-    def _bucket_session(self, size: int | None, bucket: int) -> str:
-        graph = self._batched[(size, bucket)]
+    def _bucket_session(self, size: int | None, bucket: int, head: str = "") -> str:
+        """The session of the bucket graph for ``bucket`` targets: the template (``size`` None) or the search of
+        ``size``; with ``head`` (``refine`` / ``mask_head``) that head's graph."""
+        graph = self._batched_masks[head][bucket] if head else self._batched[(size, bucket)]
         if graph.name not in self.sessions:
             options, providers, provider_options = self._session_args
             self.sessions[graph.name] = self._ort.InferenceSession(
@@ -114,6 +117,11 @@ class OnnxRuntimeEngine(ExportBuckets, Engine):
         outs = self._run(name, feeds)
         rows = {n: v.shape[0] // bucket for n, v in outs.items()}
         return [self._split(part) for part in split_rows(outs, count, rows)]
+
+    def _mask_batch(self, head: str, extras: list[Any], cells: list[tuple[int, int]], bucket: int
+                    ) -> list[np.ndarray]:
+        outs = self._run(self._bucket_session(None, bucket, head), mask_feeds(head, extras, cells, bucket))
+        return split_masks(head, outs["mask_logits"], len(extras))
 
     def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
         if bucket == 1:

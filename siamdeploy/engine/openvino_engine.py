@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import ConfigError, DependencyError, EngineError
 from ..families import family_of
 from ..manifest import ExportManifest, graph_path
-from .base import Engine, ExportBuckets, SearchOutput, crop_refine_inputs_np, pad_rows, split_rows
+from .base import (Engine, ExportBuckets, SearchOutput, crop_refine_inputs_np, mask_feeds, pad_rows,
+                   split_masks, split_rows)
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,10 @@ class OpenVINOEngine(ExportBuckets, Engine):
                 f"{_HINT.get(self.precision, self.precision)}{threads}{cached})")
 
     # ---- several targets per call (bucket graphs, compiled on first use)
-    def _bucket_graph(self, size: int | None, bucket: int) -> str:
-        graph = self._batched[(size, bucket)]
+    def _bucket_graph(self, size: int | None, bucket: int, head: str = "") -> str:
+        """The bucket graph for ``bucket`` targets: the template (``size`` None) or the search of ``size``; with
+        ``head`` (``refine`` / ``mask_head``) that head's graph."""
+        graph = self._batched_masks[head][bucket] if head else self._batched[(size, bucket)]
         if graph.name not in self._requests:
             if not self._compiled:
                 raise EngineError("this openvino engine is closed; load the model again")
@@ -294,6 +297,11 @@ class OpenVINOEngine(ExportBuckets, Engine):
         outs = self._infer(name, feeds)
         rows = {n: v.shape[0] // bucket for n, v in outs.items()}
         return [self._split(part) for part in split_rows(outs, len(xs), rows)]
+
+    def _mask_batch(self, head: str, extras: list[Any], cells: list[tuple[int, int]], bucket: int
+                    ) -> list[np.ndarray]:
+        outs = self._infer(self._bucket_graph(None, bucket, head), mask_feeds(head, extras, cells, bucket))
+        return split_masks(head, outs["mask_logits"], len(extras))
 
     def _template_batch(self, zs: list[np.ndarray], bucket: int) -> list[Any]:
         if bucket == 1:
@@ -319,8 +327,11 @@ class OpenVINOEngine(ExportBuckets, Engine):
     def _infer(self, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph on numpy inputs; outputs are numpy copies (the request reuses its buffers)."""
         request = self._request(name)
-        for key, value in feeds.items():
-            request.set_tensor(key, self._ov.Tensor(np.ascontiguousarray(value, np.float32), shared_memory=True))
+        # a shared-memory Tensor does not keep its numpy array alive: hold the (possibly new, contiguous) arrays
+        # until the inference has run, or a cropped refine input would be read after it was freed
+        arrays = {key: np.ascontiguousarray(value, np.float32) for key, value in feeds.items()}
+        for key, array in arrays.items():
+            request.set_tensor(key, self._ov.Tensor(array, shared_memory=True))
         request.infer()
         return {n: request.get_tensor(n).data.copy() for n in self._outputs[name]}
 
@@ -332,7 +343,8 @@ class OpenVINOEngine(ExportBuckets, Engine):
                         for n in self.kernel_names)
         for name, tensor in zip(self.kernel_names, kernels):
             request.set_tensor(name, tensor)
-        request.set_tensor("template", self._ov.Tensor(np.ascontiguousarray(z, np.float32), shared_memory=True))
+        blob = np.ascontiguousarray(z, np.float32)  # held until infer() ran (see _infer)
+        request.set_tensor("template", self._ov.Tensor(blob, shared_memory=True))
         request.infer()
         return kernels
 
@@ -351,7 +363,8 @@ class OpenVINOEngine(ExportBuckets, Engine):
                 request.set_tensor(kname, kernel if isinstance(kernel, self._ov.Tensor) else
                                    self._ov.Tensor(np.ascontiguousarray(kernel, np.float32)))
             self._bound[name] = kernels
-        request.set_tensor("search", self._ov.Tensor(np.ascontiguousarray(x, np.float32), shared_memory=True))
+        blob = np.ascontiguousarray(x, np.float32)  # held until infer() ran (see _infer)
+        request.set_tensor("search", self._ov.Tensor(blob, shared_memory=True))
         request.infer()
         return self._split({n: request.get_tensor(n).data.copy() for n in self._outputs[name]})
 

@@ -23,7 +23,7 @@ import torch
 from ..errors import EngineError
 from ..models import SiameseNet
 from ..models.heads import crop_refine_inputs
-from .base import Engine, KernelStacks, SearchOutput, pad_rows, split_rows
+from .base import MASK_HEAD, Engine, KernelStacks, SearchOutput, pad_rows, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,21 @@ class TorchEngine(Engine):
         with torch.inference_mode():
             corr = extras["mask_corr"][:, :, y:y + 1, x:x + 1]
             return self.net.mask_logits_at(corr).reshape(63, 63).cpu().numpy()
+
+    # ---- several targets' masks per call: each target's crops stacked along dim 0 (no padding needed)
+    def mask_buckets(self, head: str) -> tuple[int, ...]:
+        return self.buckets
+
+    def _mask_batch(self, head: str, extras: list[Any], cells: list[tuple[int, int]], bucket: int
+                    ) -> list[np.ndarray]:
+        with torch.inference_mode():
+            if head == MASK_HEAD:
+                corr = torch.cat([e["mask_corr"][:, :, y:y + 1, x:x + 1] for e, (y, x) in zip(extras, cells)])
+                return list(self.net.mask_logits_at(corr).reshape(len(extras), 63, 63).cpu().numpy())
+            parts = [crop_refine_inputs(e["f0"], e["f1"], e["f2"], e["mask_corr"], y, x) for e, (y, x) in
+                     zip(extras, cells)]
+            logits = self.net.refine_head(*(torch.cat(rows) for rows in zip(*parts)))
+            return list(logits[:, 0].cpu().numpy())
 
     # ---- CUDA graphs (static shapes): one graph per search-crop shape, fed through static input tensors
     def _search_graph(self, x: np.ndarray, kernels: Any) -> SearchOutput:

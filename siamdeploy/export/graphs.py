@@ -9,7 +9,9 @@ Derived from the model and the tracker parameters, so the exporter never special
 - per batch bucket ``B > 1`` (docs/multi_target.md#batched-graphs): ``template_b{B}`` (``B`` exemplar crops ->
   the ``B`` targets' kernels concatenated along dim 0) and ``search_b{B}`` / ``search_{size}_b{B}`` (``B``
   targets' crops target-major + concatenated kernels -> target-major outputs), the batch folded into the
-  correlation's groups. ONNX ``Conv``'s ``group`` is static, so every bucket is its own graph.
+  correlation's groups. ONNX ``Conv``'s ``group`` is static, so every bucket is its own graph;
+  ``refine_b{B}`` / ``mask_head_b{B}`` (SiamMask): ``B`` targets' pre-cropped features stacked along dim 0 ->
+  ``B`` targets' mask logits.
 """
 from __future__ import annotations
 
@@ -166,19 +168,38 @@ def plan_graphs(net: SiameseNet, preset: Preset, buckets: tuple[int, ...] = (1,)
             plans.append((GraphSpec(name, "search_batched", (TensorSpec("search", tuple(x.shape)), *kb_specs),
                                     outputs, size, targets), branch, (x, *kb)))
     if preset.model.mask:
-        corr = next(o for o in last_outputs if o.name == "mask_corr")
-        channels = corr.shape[1]
+        plans += _mask_plans(net, preset, last_outputs, check_buckets(buckets))
+    return plans
+
+
+def _mask_plans(net: SiameseNet, preset: Preset, search_outputs: tuple[TensorSpec, ...], buckets: tuple[int, ...]
+                ) -> list[tuple[GraphSpec, nn.Module, tuple[torch.Tensor, ...]]]:
+    """SiamMask's ``refine`` (sharp) or ``mask_head`` (base) graph, and per bucket ``B > 1`` the same graph for
+    ``B`` targets (``refine_b{B}`` / ``mask_head_b{B}``: every input and output has ``B`` rows, target ``b`` in
+    row ``b``).
+
+    One static graph per bucket rather than one graph with a dynamic batch axis (which the refine network, having
+    no grouped convolution, would allow): every graph of an export keeps static shapes, which the exporter's
+    checks and the TensorRT builder rely on (a dynamic axis would need an optimization profile there), and the
+    engines pick and pad buckets the same way for the search and the masks.
+    """
+    p = preset.track
+    corr = next(o for o in search_outputs if o.name == "mask_corr")
+    channels = corr.shape[1]
+    plans = []
+    for targets in buckets:
+        suffix, role = ("", "") if targets == 1 else (f"_b{targets}", "_batched")
         if p.mask_source == MASK_HEAD:
-            cell = torch.zeros(1, channels, 1, 1)
-            spec = GraphSpec("mask_head", "mask_head", (TensorSpec("corr_cell", (1, channels, 1, 1)),),
-                             (TensorSpec("mask_logits", (1, 63 * 63, 1, 1)),))
+            cell = torch.zeros(targets, channels, 1, 1)
+            spec = GraphSpec(f"mask_head{suffix}", f"mask_head{role}", (TensorSpec("corr_cell", tuple(cell.shape)),),
+                             (TensorSpec("mask_logits", (targets, 63 * 63, 1, 1)),), targets=targets)
             plans.append((spec, _MaskHeadBranch(net).eval(), (cell,)))
-        else:
-            f0, f1, f2 = (next(o for o in last_outputs if o.name == n) for n in ("f0", "f1", "f2"))
-            args = (torch.zeros(1, f0.shape[1], 61, 61), torch.zeros(1, f1.shape[1], 31, 31),
-                    torch.zeros(1, f2.shape[1], 15, 15), torch.zeros(1, channels, 1, 1))
-            inputs = tuple(TensorSpec(n, tuple(a.shape)) for n, a in zip(("p0", "p1", "p2", "p3"), args))
-            plans.append((GraphSpec("refine", "refine", inputs,
-                                    (TensorSpec("mask_logits", (1, 1, p.mask_output_size, p.mask_output_size)),)),
-                          _RefineBranch(net).eval(), args))
+            continue
+        f0, f1, f2 = (next(o for o in search_outputs if o.name == n) for n in ("f0", "f1", "f2"))
+        args = (torch.zeros(targets, f0.shape[1], 61, 61), torch.zeros(targets, f1.shape[1], 31, 31),
+                torch.zeros(targets, f2.shape[1], 15, 15), torch.zeros(targets, channels, 1, 1))
+        inputs = tuple(TensorSpec(n, tuple(a.shape)) for n, a in zip(("p0", "p1", "p2", "p3"), args))
+        outputs = (TensorSpec("mask_logits", (targets, 1, p.mask_output_size, p.mask_output_size)),)
+        plans.append((GraphSpec(f"refine{suffix}", f"refine{role}", inputs, outputs, targets=targets),
+                      _RefineBranch(net).eval(), args))
     return plans

@@ -100,10 +100,19 @@ def _check_batched(reference: Any, engine: Any, crops: list[tuple[str, np.ndarra
     for t, (label, _, searches) in enumerate(crops):
         for size in searches:
             ref = reference.search(searches[size], ref_k[t])
-            got = engine.search_many([s[size] for _, _, s in crops], got_k)[t]
+            many = engine.search_many([s[size] for _, _, s in crops], got_k)
+            got = many[t]
             for name in ref.outputs:
                 outputs.add(f"search bucket {engine.buckets[1]} {size}.{name} ({label})", ref.outputs[name],
                             got.outputs[name])
+            for head in ("refine", "mask_head"):  # SiamMask: the mask bucket graph over the same targets
+                if ref.extras and len(engine.mask_buckets(head)) > 1:
+                    n = ref.outputs["cls"].shape[-1]
+                    cells = [(n // 2, n // 2), (n // 2 - 1, n // 2 + 1)][:len(many)]
+                    run = engine.refine_many if head == "refine" else engine.mask_at_many
+                    single = reference.refine if head == "refine" else reference.mask_at
+                    outputs.add(f"{head} bucket {engine.mask_buckets(head)[1]} ({label})",
+                                single(ref.extras, cells[t]), run([o.extras for o in many], cells)[t])
 
 
 def _check_one_frame(loaded: LoadedModel, reference: Any, engine: Any, precision: str, report: list[str],

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..engine.base import SearchOutput
 from ..errors import InputError
-from .trackers.base import SearchRequest, Tracker
+from .trackers.base import SearchRequest, Tracker, masks_for
 from .types import TrackResult
 
 
@@ -20,7 +20,10 @@ def track_together(trackers: Sequence[Tracker], frames: Sequence[np.ndarray]) ->
     for different streams); all trackers must drive the same engine. Returns the results in order.
 
     Requests with equal search size and crop count run as one ``Engine.search_many`` call (a long-term
-    tracker's lost targets search 831-pixel crops: they form a second call among themselves).
+    tracker's lost targets search 831-pixel crops: they form a second call among themselves). SiamMask's masks
+    of all targets then run as one ``Engine.refine_many`` (``mask_at_many``) call: every tracker
+    :meth:`~Tracker.decode` s its output, the mask requests are gathered (:func:`masks_for`), and every tracker
+    :meth:`~Tracker.finish` es with its own logits.
     """
     if len(trackers) != len(frames):
         raise InputError(f"track_together got {len(trackers)} trackers and {len(frames)} frames; pass one frame "
@@ -44,7 +47,12 @@ def track_together(trackers: Sequence[Tracker], frames: Sequence[np.ndarray]) ->
         outs = engine.search_many(batch, [trackers[i].kernels for i in members])
         for i, out in zip(members, outs):
             outputs[i] = out
-    return [t.conclude(r, o) for t, r, o in zip(trackers, requests, outputs) if o is not None]
+    decoded = [t.decode(r, o) for t, r, o in zip(trackers, requests, outputs) if o is not None]
+    asking = [(i, d.mask) for i, d in enumerate(decoded) if d.mask is not None]
+    logits: list[np.ndarray | None] = [None] * len(decoded)
+    for (i, _), got in zip(asking, masks_for(engine, [mask for _, mask in asking])):
+        logits[i] = got
+    return [t.finish(d, m) for t, d, m in zip(trackers, decoded, logits)]
 
 
 __all__ = ["SearchRequest", "track_together"]

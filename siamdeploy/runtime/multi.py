@@ -3,7 +3,8 @@
 A :class:`MultiTracker` holds one single-target tracker per target (its own state, kernels and rules) over
 one shared engine. ``init`` runs the template branch once for all boxes (``Engine.template_many``),
 ``track`` cuts every target's search crop, runs one ``Engine.search_many`` per search size (a long-term
-tracker's lost targets search 831-pixel crops: a second call among themselves) and decodes each target. So
+tracker's lost targets search 831-pixel crops: a second call among themselves), decodes each target and
+runs SiamMask's masks of all targets as one ``Engine.refine_many`` (``mask_at_many``) call. So
 every target's boxes equal an independent single-target tracker's, up to the float noise of a batched
 convolution.
 
@@ -35,7 +36,8 @@ class MultiTracker:
 
     ``max_targets``: the most targets held at once (adding more raises :class:`InputError`).
     ``timings``: seconds of the last ``track`` per stage (``preprocess``, ``engine``, ``postprocess``, all
-    targets together); ``engine.search_calls`` counts the network calls.
+    targets together); ``engine.search_calls`` counts the search calls that reached the network,
+    ``engine.refine_calls`` SiamMask's mask calls.
     """
 
     def __init__(self, engine: Engine, make_tracker: Callable[[], Tracker], max_targets: int = 32,
@@ -129,8 +131,8 @@ class MultiTracker:
         total = time.perf_counter() - started
         pre = sum(t.timings.get("preprocess", 0.0) for t in trackers)
         post = sum(t.timings.get("postprocess", 0.0) for t in trackers)
-        extra = sum(t.timings.get("engine", 0.0) for t in trackers)  # SiamMask's refine, per target
-        self.timings = {"preprocess": pre, "engine": max(total - pre - post, extra), "postprocess": post}
+        # the shared calls (search, SiamMask's masks) are timed by none of the trackers
+        self.timings = {"preprocess": pre, "engine": total - pre - post, "postprocess": post}
         return dict(zip(self._trackers, results))
 
     @property

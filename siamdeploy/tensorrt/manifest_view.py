@@ -67,7 +67,8 @@ class ManifestView:
 
 
 # the manifest's batched roles (siamdeploy.manifest.BATCHED_ROLES), spelled here to keep this module standalone;
-# a bucket graph of any other role (none today) is left out of the view
+# a bucket graph of any other role (SiamMask's refine_batched / mask_head_batched) is left out of the view:
+# TensorRT runs one refine call per target
 _BATCHED_ROLES = ("template_batched", "search_batched")
 
 

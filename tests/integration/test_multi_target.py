@@ -354,3 +354,24 @@ def test_secondary_search_sizes_get_small_buckets_only(monkeypatch) -> None:
     assert "search_415_b3" not in names
     assert names["search_415_b2"].inputs[0].shape == (2, 3, 415, 415)
     assert names["template_b3"].outputs[0].shape[0] == 3 * names["template"].outputs[0].shape[0]
+
+
+def test_openvino_reads_non_contiguous_inputs(bucket_exports: dict[str, str]) -> None:
+    """OpenVINO's shared-memory input tensors do not keep their numpy arrays alive: an input that is not
+    contiguous (as SiamMask's cropped refine inputs are) is copied, and that copy must outlive the inference."""
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'siamdeploy[openvino]')")
+    tracker = siamdeploy.load_tracker(bucket_exports["siamfc"], backend="openvino")
+    engine = tracker.engine
+    rng = np.random.default_rng(5)
+    kernels = engine.template(rng.uniform(0, 255, (1, 3, 127, 127)).astype(np.float32))
+    x = rng.uniform(0, 255, (3, 3, 255, 255)).astype(np.float32)
+    view = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NCHW over NHWC memory
+    assert not view.flags.c_contiguous and np.array_equal(view, x)
+    want = engine.search(x, kernels).outputs["response"]
+    for _ in range(3):  # freed memory is reused by the next allocations: repeat to give a stale read a chance
+        got = engine.search(view, kernels).outputs["response"]
+        np.testing.assert_array_equal(got, want)
+        ran = engine._infer("search", {"search": view, **dict(zip(engine.kernel_names,
+                                                                  [np.asarray(k.data) for k in kernels]))})
+        np.testing.assert_array_equal(ran["response"], want)
+    tracker.close()

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...config import TrackParams
-from ...engine.base import Engine, SearchOutput
+from ...engine.base import MASK_HEAD, REFINE, Engine, SearchOutput
 from ...errors import InputError
 from ...geometry import box_to_centre_size
 from ..crop import to_blob
@@ -65,6 +65,45 @@ class SearchRequest:
         return f"SearchRequest(size={self.size}, crops={self.crops})"
 
 
+@dataclass
+class MaskRequest:
+    """The mask a SiamMask target still needs from the engine after :meth:`Tracker.decode`: the ``head``
+    (``"refine"``: ``Engine.refine``'s ``(127, 127)`` logits; ``"mask_head"``: ``Engine.mask_at``'s
+    ``(63, 63)``) at score cell ``cell = (y, x)`` of the search output whose ``extras`` it holds. Requests of
+    several targets go through one ``Engine.refine_many`` / ``Engine.mask_at_many``
+    (:func:`masks_for`)."""
+
+    head: str
+    extras: Any = field(repr=False)
+    cell: tuple[int, int]
+
+
+@dataclass
+class Decoded:
+    """One target's frame after :meth:`Tracker.decode` (box chosen, state updated): ``result`` (box, score),
+    ``mask``: the :class:`MaskRequest` still to run (None: the frame is done), ``context``: what
+    :meth:`Tracker.finish` needs to turn the mask logits into the result's polygon and mask (opaque)."""
+
+    result: TrackResult
+    mask: MaskRequest | None = None
+    context: Any = field(default=None, repr=False)
+
+
+def masks_for(engine: Engine, requests: Sequence[MaskRequest]) -> list[np.ndarray]:
+    """The logits of every request, in order, with one ``Engine.refine_many`` for the refine requests and one
+    ``Engine.mask_at_many`` for the mask-head requests (each runs one network call per bucket)."""
+    runs = {REFINE: engine.refine_many, MASK_HEAD: engine.mask_at_many}
+    unknown = sorted({r.head for r in requests} - set(runs))
+    if unknown:
+        raise ValueError(f"unknown mask head {unknown[0]!r} (refine or mask_head)")
+    logits: dict[int, np.ndarray] = {}
+    for head, run in runs.items():
+        members = [i for i, r in enumerate(requests) if r.head == head]
+        if members:
+            logits.update(zip(members, run([requests[i].extras for i in members], [requests[i].cell for i in members])))
+    return [logits[i] for i in range(len(requests))]
+
+
 class Tracker(ABC):
     """Single-target tracker over an :class:`Engine`.
 
@@ -117,7 +156,8 @@ class Tracker(ABC):
         """Hook for variants that keep extra state."""
 
     def track(self, frame: np.ndarray) -> TrackResult:
-        """Locate the target in the next frame: :meth:`prepare`, one ``Engine.search``, :meth:`conclude`."""
+        """Locate the target in the next frame: :meth:`prepare`, one ``Engine.search``, :meth:`conclude`
+        (SiamMask: and one refine or mask-head call)."""
         request = self.prepare(frame)
         out = self.engine.search(request.blob, self.kernels)
         self._lap("engine")
@@ -149,9 +189,35 @@ class Tracker(ABC):
         self._lap("preprocess")
 
     def conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
-        """Second half of :meth:`track`: decode this target's search output, update the state, report."""
+        """Second half of :meth:`track`: :meth:`decode` this target's search output (update the state), run the
+        mask it asks for, if any (one ``Engine.refine_many`` / ``mask_at_many`` call for this target), and
+        :meth:`finish`."""
+        decoded = self.decode(request, out)
+        logits = None
+        if decoded.mask is not None:
+            self._clock = time.perf_counter()
+            logits = masks_for(self.engine, [decoded.mask])[0]
+            self._lap("engine")
+        return self.finish(decoded, logits)
+
+    def decode(self, request: SearchRequest, out: SearchOutput) -> Decoded:
+        """First part of :meth:`conclude`: decode this target's search output, update the state; returns the
+        result so far and the mask still to run (:attr:`Decoded.mask`, SiamMask only).
+
+        Several trackers (:func:`siamdeploy.runtime.batch.track_together`) decode their outputs, run the mask
+        requests of all of them together (:func:`masks_for`) and :meth:`finish` each; the result equals
+        :meth:`conclude`'s.
+        """
         self._clock = time.perf_counter()
-        result = self._conclude(request, out)
+        decoded = self._decode(request, out)
+        self._lap("postprocess")
+        return decoded
+
+    def finish(self, decoded: Decoded, logits: np.ndarray | None = None) -> TrackResult:
+        """Last part of :meth:`conclude`: the result of :meth:`decode`, completed with the mask ``logits`` it
+        asked for (float32, ``(127, 127)`` refine or ``(63, 63)`` mask head; None when it asked for none)."""
+        self._clock = time.perf_counter()
+        result = self._finish(decoded, logits)
         self._lap("postprocess")
         return result
 
@@ -214,4 +280,9 @@ class Tracker(ABC):
     def _prepare(self, img: np.ndarray) -> SearchRequest: ...
 
     @abstractmethod
-    def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult: ...
+    def _decode(self, request: SearchRequest, out: SearchOutput) -> Decoded:
+        """Decode ``out`` for ``request``, update the state; the result and the mask still to run."""
+
+    def _finish(self, decoded: Decoded, logits: np.ndarray | None) -> TrackResult:
+        """Complete the result with the mask ``logits`` (trackers without masks: the result as decoded)."""
+        return decoded.result

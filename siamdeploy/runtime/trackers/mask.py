@@ -7,6 +7,7 @@ import numpy as np
 from ...config import MASK_HEAD
 from ...engine.base import SearchOutput
 from ..types import TrackResult
+from .base import Decoded, MaskRequest
 from .rpn import RPNTracker
 
 
@@ -56,28 +57,34 @@ class MaskTracker(RPNTracker):
     (the empty-mask fallback box is the unclipped state, as foolwood computes it before clipping).
     """
 
-    def _finish(self, img: np.ndarray, result: TrackResult, out: SearchOutput, best: int,
-                prev_centre: np.ndarray, crop_side: float, instance: int) -> TrackResult:
+    def _decoded(self, img: np.ndarray, result: TrackResult, out: SearchOutput, best: int,
+                 prev_centre: np.ndarray, crop_side: float, instance: int) -> Decoded:
+        """Ask for the mask at the chosen cell; keep the window it covers and the empty-mask fallback box."""
         p = self.params
         n = p.score_size(instance)
         _, y, x = np.unravel_index(best, (p.anchor_num, n, n))
-        cell = (int(y), int(x))
-        self._lap("postprocess")
-        logits = self.engine.mask_at(out.extras, cell) if p.mask_source == MASK_HEAD else \
-            self.engine.refine(out.extras, cell)
-        self._lap("engine")
-        mask = sigmoid(logits)
+        head = "mask_head" if p.mask_source == MASK_HEAD else "refine"
         # The exemplar-sized window of the search crop centred on the chosen cell, in frame pixels.
         s = crop_side / instance
         left = prev_centre[0] - crop_side / 2
         top = prev_centre[1] - crop_side / 2
         window = (left + (x - p.base_size / 2) * p.stride * s, top + (y - p.base_size / 2) * p.stride * s,
                   s * p.exemplar_size)
-        frame_mask = warp_mask_to_frame(mask, window, img.shape, p.mask_border)
         if p.polygon_before_clip:
             cx, cy, w, h = self.unclipped
         else:
             (cx, cy), (w, h) = self.centre, self.size
-        result.polygon = mask_polygon(frame_mask, p.mask_threshold, (cx - w / 2, cy - h / 2, w, h))
+        fallback = (cx - w / 2, cy - h / 2, w, h)
+        return Decoded(result, MaskRequest(head, out.extras, (int(y), int(x))), (img.shape, window, fallback))
+
+    def _finish(self, decoded: Decoded, logits: np.ndarray | None) -> TrackResult:
+        """The mask logits warped into the frame (``result.mask``) and their rotated box (``result.polygon``)."""
+        p = self.params
+        shape, window, fallback = decoded.context
+        if logits is None:
+            raise ValueError("a SiamMask result needs the mask logits it asked for in decode()")
+        frame_mask = warp_mask_to_frame(sigmoid(logits), window, shape, p.mask_border)
+        result = decoded.result
+        result.polygon = mask_polygon(frame_mask, p.mask_threshold, fallback)
         result.mask = frame_mask
         return result

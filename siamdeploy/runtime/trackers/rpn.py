@@ -17,7 +17,7 @@ from ..anchors import anchor_grid, cosine_window
 from ..crop import float_crop, round_by_rule, square_crop, to_blob, truncated_fill
 from ..rpn_decode import decode_boxes, foreground_scores, select_best, size_penalty
 from ..types import TrackResult
-from .base import SearchRequest, Tracker
+from .base import Decoded, SearchRequest, Tracker
 from .state import LongTermState, RPNState
 
 
@@ -136,7 +136,7 @@ class RPNTracker(Tracker):
         return SearchRequest(None, instance, img, (prev_centre, crop_side, scale), patches=[patch],
                              rgb=p.colour == "rgb")
 
-    def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
+    def _decode(self, request: SearchRequest, out: SearchOutput) -> Decoded:
         p = self.params
         img, instance = request.img, request.size
         prev_centre, crop_side, scale = request.context
@@ -154,7 +154,7 @@ class RPNTracker(Tracker):
         else:
             bbox = (cx - w / 2, cy - h / 2, w, h)
         result = TrackResult(bbox=bbox, score=best_score)
-        return self._finish(img, result, out, best, prev_centre, crop_side, instance)
+        return self._decoded(img, result, out, best, prev_centre, crop_side, instance)
 
     def _update(self, img: np.ndarray, box: np.ndarray, lr: float, score: float) -> tuple[float, float, float, float]:
         """Move and smooth the state towards ``box`` (frame pixels, relative centre); returns the reported
@@ -186,10 +186,10 @@ class RPNTracker(Tracker):
         self.crop_wh = np.array([float(np.clip(w, 10, width)), float(np.clip(h, 10, height))])
         return cx, cy, w, h
 
-    def _finish(self, img: np.ndarray, result: TrackResult, out: SearchOutput, best: int,
-                prev_centre: np.ndarray, crop_side: float, instance: int) -> TrackResult:
-        """Hook run after the state update (SiamMask adds the mask here)."""
-        return result
+    def _decoded(self, img: np.ndarray, result: TrackResult, out: SearchOutput, best: int,
+                 prev_centre: np.ndarray, crop_side: float, instance: int) -> Decoded:
+        """Hook run after the state update: what is left of the frame (SiamMask asks for its mask here)."""
+        return Decoded(result)
 
 
 class LongTermTracker(RPNTracker):

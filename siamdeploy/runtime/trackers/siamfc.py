@@ -13,7 +13,7 @@ from ...engine.base import Engine, SearchOutput
 from ...geometry import INCLUSIVE
 from ..crop import cut_resized, round_by_rule, rounded_fill, to_blob
 from ..types import TrackResult
-from .base import SearchRequest, Tracker
+from .base import Decoded, SearchRequest, Tracker
 from .state import SiamFCState
 
 
@@ -84,7 +84,7 @@ class SiamFCTracker(Tracker):
         crops = [self._crop(img, self.x_sz * f, p.instance_size) for f in self.scale_factors]
         return SearchRequest(None, p.instance_size, img, patches=crops, rgb=p.colour == "rgb")
 
-    def _conclude(self, request: SearchRequest, out: SearchOutput) -> TrackResult:
+    def _decode(self, request: SearchRequest, out: SearchOutput) -> Decoded:
         p = self.params
         raw = out.outputs["response"][:, 0]
         side = self.response_side
@@ -108,4 +108,4 @@ class SiamFCTracker(Tracker):
         self.x_sz = float(self.x_sz) * scale
         cy, cx = (float(v) for v in self.centre)
         h, w = (float(v) for v in self.target_sz)
-        return TrackResult(bbox=(cx - (w - 1) / 2, cy - (h - 1) / 2, w, h), score=peak)
+        return Decoded(TrackResult(bbox=(cx - (w - 1) / 2, cy - (h - 1) / 2, w, h), score=peak))
