@@ -206,7 +206,7 @@ class Engine(ABC):
             raise InputError(f"{head}: got {len(extras)} search outputs and {len(cells)} cells; pass one cell per "
                              "search output")
         buckets = self.mask_buckets(head)
-        chunks = bucket_chunks(len(extras), buckets) if len(buckets) > 1 else \
+        chunks = bucket_chunks(len(extras), buckets, self.batch_policy) if len(buckets) > 1 else \
             [(i, i + 1, 1) for i in range(len(extras))]
         single = self.refine if head == REFINE else self.mask_at
         masks: list[np.ndarray] = []
