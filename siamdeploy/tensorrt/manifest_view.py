@@ -16,7 +16,9 @@ from ..errors import ExportError
 class GraphFile:
     """One ONNX file of an export: ``file`` (name inside the folder), ``sha256``, ``role`` (``template``,
     ``search``, ``refine``, ``mask_head``), ``instance_size`` (search crop side in pixels, search graphs only),
-    ``outputs`` (tensor names), ``fp32_nodes`` (FP16 variant: the ONNX nodes kept in FP32)."""
+    ``outputs`` (tensor names), ``fp32_nodes`` (FP16 variant: the ONNX nodes kept in FP32),
+    ``weights_sha256`` (sha256 of the shared weights file the graph reads its initializers from; empty when
+    they are inline)."""
 
     file: str
     sha256: str
@@ -24,6 +26,7 @@ class GraphFile:
     instance_size: int | None = None
     outputs: tuple[str, ...] = ()
     fp32_nodes: tuple[str, ...] = ()
+    weights_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,15 @@ def as_view(manifest: Any) -> ManifestView:
         for g in manifest.graphs:
             if g.role in _BATCHED_ROLES:  # bucket graphs: not built for TensorRT yet (one call per target)
                 continue
+            shared = manifest.weights_file(g) if hasattr(manifest, "weights_file") else None
             typed.setdefault(g.name, {})[g.precision] = GraphFile(
                 file=g.file, sha256=g.sha256, role=g.role, instance_size=g.instance_size,
-                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes))
+                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes),
+                weights_sha256=shared.sha256 if shared is not None else "")
         return ManifestView(typed, int(manifest.preset.track.exemplar_size), manifest.preset)
     try:
         graphs = {}
+        shared = {str(w["file"]): str(w["sha256"]) for w in manifest.get("weights", [])}
         for name, variants in manifest["graphs"].items():
             if any(isinstance(v, Mapping) and v.get("role") in _BATCHED_ROLES for v in variants.values()):
                 continue  # bucket graphs: not built for TensorRT yet
@@ -71,7 +77,8 @@ def as_view(manifest: Any) -> ManifestView:
                 precision: GraphFile(file=str(v["file"]), sha256=str(v["sha256"]), role=str(v.get("role", "")),
                                      instance_size=v.get("instance_size"),
                                      outputs=tuple(t["name"] for t in v.get("outputs", [])),
-                                     fp32_nodes=tuple(v.get("fp32_nodes", [])))
+                                     fp32_nodes=tuple(v.get("fp32_nodes", [])),
+                                     weights_sha256=shared[v["weights"]] if v.get("weights") else "")
                 for precision, v in variants.items()}
         preset = manifest.get("preset") or {}
         size = preset.get("track", {}).get("exemplar_size")
