@@ -5,7 +5,8 @@ For every preset and ``--precision`` given, writes a seeded random-weight checkp
 
 - the folder's total size in MiB, split into graph files (``*.onnx``) and shared weights files (``*.bin``),
   and the size the same graphs take with their weights inline (each graph holding its own copy);
-- the wall time of the whole export in seconds and the cumulative seconds spent in ``torch.onnx.export``,
+- the wall time and the CPU time (all threads; steadier than the wall time on a shared machine) of the whole
+  export in seconds, and the cumulative wall seconds spent in planning, ``torch.onnx.export``,
   the ONNX checks (``onnx.checker`` + shape inference), the FP16 conversion, writing the graphs and weights
   (saving, sharing initializers), hashing (sha256), INT8 quantization, validation and the accuracy gate.
 
@@ -102,13 +103,14 @@ def measure(preset_name: str, precision: str, buckets: tuple[int, ...], work: st
     loaded = load_model(checkpoint, preset=preset_name)
     out = os.path.join(keep or work, f"{preset_name}-{precision}-b{'_'.join(map(str, buckets))}")
     profile = cProfile.Profile()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     profile.enable()
     export_model(loaded, out, precision=precision, buckets=buckets, validate=validate, gate=gate, progress=False)
     profile.disable()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     row: dict[str, object] = {"preset": preset_name, "precision": precision, "buckets": list(buckets),
-                              "validate": validate, "gate": gate, "seconds": wall, **_folder_size(out),
+                              "validate": validate, "gate": gate, "seconds": wall, "cpu_seconds": cpu,
+                              **_folder_size(out),
                               "stages_s": _stage_times(profile)}
     if keep is None:
         shutil.rmtree(out)
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{preset} {precision} buckets {args.buckets}: {row['total_mib']:.1f} MiB "
                       f"(graphs {row['onnx_mib']:.1f}, weights {row['weights_mib']:.1f}, other "
                       f"{row['other_mib']:.1f}; {row['files']} files; {row['inline_mib']:.1f} MiB with inline "
-                      f"weights), {row['seconds']:.1f} s ({stages})", flush=True)
+                      f"weights), {row['seconds']:.1f} s wall, {row['cpu_seconds']:.1f} s CPU ({stages})", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump({"python": sys.version.split()[0], "rows": rows}, fh, indent=2)
