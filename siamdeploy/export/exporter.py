@@ -136,8 +136,10 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
                  validate: bool = True, progress: bool = True, overwrite: bool = True,
                  buckets: tuple[int, ...] | list[int] = (1,), int8: Int8Options | None = None, gate: bool = True,
                  gate_sequences: int = 3, gate_frames: int = 40) -> ExportResult:
-    """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
-    ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
+    """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``], one shared weights file
+    per precision (``weights_fp32.bin``, ...: the graphs' initializers as ONNX external data,
+    docs/export.md#shared-weights-file) and ``manifest.json`` into ``out_dir`` (replacing an earlier export
+    there only on success).
 
     ``out_dir`` must not exist, or be an existing siamdeploy export folder (replaced only with
     ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
