@@ -67,7 +67,9 @@ class GraphFile:
     :data:`ROLES`; ``instance_size``: search-crop side in network pixels (search graphs only);
     ``fp32_nodes``: nodes kept in FP32 in a reduced-precision graph. ``targets``: how many targets one call
     carries (1; a bucket size for the ``*_batched`` roles, whose tensors hold that many targets' rows
-    target-major, docs/multi_target.md#batched-graphs).
+    target-major, docs/multi_target.md#batched-graphs). ``weights``: the shared weights file (a
+    :class:`WeightsFile` of the manifest) its large initializers live in as ONNX external data, or None when
+    the graph holds its weights inline (exports before shared weights, docs/export.md#shared-weights-file).
     """
 
     name: str
@@ -81,6 +83,7 @@ class GraphFile:
     fp32_nodes: tuple[str, ...] = ()
     reduced_nodes: int = 0
     targets: int = 1
+    weights: str | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -89,6 +92,17 @@ class GraphFile:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.outputs)
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A file of initializers shared by the graphs of one precision (ONNX external data): ``file`` (a plain
+    name inside the export folder), ``precision``, ``sha256`` of the file and its size in ``bytes``."""
+
+    file: str
+    precision: str
+    sha256: str
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class ExportManifest:
     validation: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
     extras: Mapping[str, Any] = field(default_factory=dict)  # informative only (anchors, score sizes, ...)
+    weights: tuple[WeightsFile, ...] = ()
 
     @property
     def family(self) -> str:
@@ -183,6 +198,24 @@ class ExportManifest:
         """The template graph's outputs, which are the search graphs' kernel inputs, in order."""
         return self.graph("template", precision).output_names
 
+    def weights_file(self, graph: GraphFile) -> WeightsFile | None:
+        """The shared weights file ``graph`` reads its initializers from (None: inline weights)."""
+        if graph.weights is None:
+            return None
+        for w in self.weights:
+            if w.file == graph.weights:
+                return w
+        raise ExportError(f"graph {graph.name} ({graph.precision}) reads weights from '{graph.weights}', which the "
+                          f"manifest does not list; {REEXPORT}")
+
+    def content_sha256(self, graph: GraphFile) -> str:
+        """A sha256 of everything ``graph`` computes with: its file's sha256, and its weights file's when the
+        weights are shared (then the graph file alone does not change with the weights)."""
+        weights = self.weights_file(graph)
+        if weights is None:
+            return graph.sha256
+        return hashlib.sha256(f"{graph.sha256}:{weights.file}:{weights.sha256}".encode()).hexdigest()
+
     @property
     def exemplar_size(self) -> int:
         return self.preset.track.exemplar_size
@@ -206,12 +239,15 @@ class ExportManifest:
                 entry.update(fp32_nodes=list(g.fp32_nodes), reduced_nodes=g.reduced_nodes)
             if g.role in BATCHED_ROLES:
                 entry["targets"] = g.targets
+            if g.weights is not None:
+                entry["weights"] = g.weights
             graphs.setdefault(g.name, {})[g.precision] = entry
         return {"format": FORMAT, "format_version": self.format_version,
                 "siamdeploy_version": self.siamdeploy_version, "created": self.created,
                 "family": self.family, "preset": preset_to_dict(self.preset),
                 "input": dataclasses.asdict(self.input), "checkpoint": dataclasses.asdict(self.checkpoint),
                 "opset": self.opset, "precisions": list(self.precisions), **_plain(dict(self.extras)),
+                "weights": [dataclasses.asdict(w) for w in self.weights],
                 "graphs": graphs, "validation": list(self.validation)}
 
     def with_validation(self, lines: Iterable[str]) -> ExportManifest:
@@ -317,6 +353,7 @@ def manifest_from_dict(data: Any) -> ExportManifest:
                           f"{'newer than' if newer else 'not'} what this siamdeploy reads (format "
                           f"{', '.join(map(str, READABLE_FORMATS))}); "
                           + ("upgrade siamdeploy or " if newer else "") + REEXPORT)
+    weights = _weights_files(data.get("weights", []))
     graphs_data = _get(data, "graphs", dict, "")
     graphs = []
     for name, variants in graphs_data.items():
@@ -332,6 +369,12 @@ def manifest_from_dict(data: Any) -> ExportManifest:
             size = entry.get("instance_size")
             if size is not None:
                 _expect(size, int, f"{where}.instance_size")
+            shared = entry.get("weights")
+            if shared is not None:
+                _plain_file_name(_expect(shared, str, f"{where}.weights"), f"{where}.weights")
+                if shared not in {w.file for w in weights}:
+                    raise ExportError(f"manifest field {where}.weights names '{shared[:80]}', which the manifest's "
+                                      f"weights list does not hold; {REEXPORT}")
             targets = entry.get("targets", 1)
             _expect(targets, int, f"{where}.targets")
             if targets < 1 or (role in BATCHED_ROLES) != (targets > 1):
@@ -343,13 +386,13 @@ def manifest_from_dict(data: Any) -> ExportManifest:
                 inputs=_tensors(entry.get("inputs"), f"{where}.inputs"),
                 outputs=_tensors(entry.get("outputs"), f"{where}.outputs"),
                 instance_size=size, fp32_nodes=tuple(str(n) for n in entry.get("fp32_nodes", ())),
-                reduced_nodes=int(entry.get("reduced_nodes", 0)), targets=targets))
+                reduced_nodes=int(entry.get("reduced_nodes", 0)), targets=targets, weights=shared))
     if not any(g.role == "template" for g in graphs) or not any(g.role == "search" for g in graphs):
         raise ExportError(f"manifest lists no template or no search graph; {REEXPORT}")
     inp = _get(data, "input", dict, "")
     ckpt = _get(data, "checkpoint", dict, "")
     known = {"format", "format_version", "siamdeploy_version", "created", "family", "preset", "input",
-             "checkpoint", "opset", "precisions", "graphs", "validation"}
+             "checkpoint", "opset", "precisions", "graphs", "validation", "weights"}
     validation = data.get("validation", [])
     _expect(validation, list, "validation")
     return ExportManifest(
@@ -359,7 +402,25 @@ def manifest_from_dict(data: Any) -> ExportManifest:
                         str(inp.get("normalisation", ""))),
         checkpoint=CheckpointInfo(str(ckpt.get("file", "")), str(ckpt.get("sha256", "")), str(ckpt.get("layout", ""))),
         opset=_get(data, "opset", int, ""), graphs=tuple(graphs), validation=tuple(str(v) for v in validation),
-        format_version=version, extras={k: v for k, v in data.items() if k not in known})
+        format_version=version, extras={k: v for k, v in data.items() if k not in known}, weights=weights)
+
+
+def _weights_files(items: Any) -> tuple[WeightsFile, ...]:
+    """The manifest's ``weights`` list (absent in exports with inline weights)."""
+    _expect(items, list, "weights")
+    out = []
+    for i, item in enumerate(items):
+        where = f"weights[{i}]"
+        _expect(item, dict, where)
+        precision = _get(item, "precision", str, where)
+        if precision not in PRECISIONS:
+            raise ExportError(f"manifest field {where}.precision: unknown precision '{precision[:40]}'; {REEXPORT}")
+        size = _get(item, "bytes", int, where)
+        out.append(WeightsFile(_plain_file_name(_get(item, "file", str, where), f"{where}.file"), precision,
+                               _get(item, "sha256", str, where), size))
+    if len({w.file for w in out}) != len(out):
+        raise ExportError(f"manifest field weights lists a file twice; {REEXPORT}")
+    return tuple(out)
 
 
 def is_export_folder(path: str) -> bool:
@@ -383,18 +444,27 @@ def write_manifest(folder: str, manifest: ExportManifest) -> str:
     return path
 
 
-def graph_path(folder: str, graph: GraphFile) -> str:
-    """The file of ``graph`` inside ``folder``; refuses anything whose real path leaves the folder."""
+def _inside(folder: str, name: str, where: str) -> str:
     root = os.path.realpath(folder)
-    path = os.path.realpath(os.path.join(root, _plain_file_name(graph.file, f"graphs.{graph.name}.file")))
+    path = os.path.realpath(os.path.join(root, _plain_file_name(name, where)))
     if os.path.dirname(path) != root:
-        raise ExportError(f"'{graph.file}' in '{folder}' leads outside the export folder (a link?); refusing to "
-                          "read it")
+        raise ExportError(f"'{name}' in '{folder}' leads outside the export folder (a link?); refusing to read it")
     return path
 
 
+def graph_path(folder: str, graph: GraphFile) -> str:
+    """The file of ``graph`` inside ``folder``; refuses anything whose real path leaves the folder."""
+    return _inside(folder, graph.file, f"graphs.{graph.name}.file")
+
+
+def weights_path(folder: str, weights: WeightsFile) -> str:
+    """The shared weights file ``weights`` inside ``folder``; refuses anything whose real path leaves it."""
+    return _inside(folder, weights.file, "weights.file")
+
+
 def read_manifest(folder: str, verify: bool = True) -> ExportManifest:
-    """Read, check and (by default) verify an export folder: schema, format version, and every file's sha256.
+    """Read, check and (by default) verify an export folder: schema, format version, and the sha256 of every
+    file (graphs and shared weights files).
 
     A folder of another format, with a malformed manifest, with a file name that leaves the folder, or with a
     file changed after export is refused with one line naming the problem.
@@ -420,4 +490,12 @@ def read_manifest(folder: str, verify: bool = True) -> ExportManifest:
             if sha256_file(file) != graph.sha256:
                 raise ExportError(f"{graph.file} in '{folder}' changed after export (sha256 differs from the "
                                   f"manifest); {REEXPORT}")
+        for weights in manifest.weights:
+            file = weights_path(folder, weights)
+            what = f"the shared weights of the {weights.precision} graphs"
+            if not os.path.isfile(file):
+                raise ExportError(f"'{folder}' is missing {weights.file} ({what}); {REEXPORT}")
+            if os.path.getsize(file) != weights.bytes or sha256_file(file) != weights.sha256:
+                raise ExportError(f"{weights.file} in '{folder}' ({what}) changed after export (its size or sha256 "
+                                  f"differs from the manifest); {REEXPORT}")
     return manifest

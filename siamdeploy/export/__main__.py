@@ -174,6 +174,10 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {loaded.preset.name} to {result.folder}:")
     for graph in result.manifest.graphs:
         print(f"  {graph.file:<24} {graph.precision}  inputs {', '.join(graph.input_names)}")
+    for weights in result.manifest.weights:
+        users = sum(g.weights == weights.file for g in result.manifest.graphs)
+        print(f"  {weights.file:<24} {weights.precision}  {weights.bytes / 2**20:.1f} MiB of weights shared by {users} "
+              "graphs")
     print("  manifest.json")
     if result.report:
         worst = [line for line in result.report if "tracked box" in line]

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -27,12 +28,13 @@ from ..checkpoint import LoadedModel
 from ..families import family_of
 from ..fsutil import check_export_destination, make_temp_dir, replace_dir, sweep_stale_temp_dirs
 from ..manifest import (BATCHED_ROLES, CheckpointInfo, ExportManifest, GraphFile, InputInfo, TensorInfo,
-                        is_export_folder, sha256_file, write_manifest)
+                        WeightsFile, is_export_folder, sha256_file, write_manifest)
 from .fp16 import convert_mixed_fp16
 from .graphs import DEFAULT_BUCKETS  # noqa: F401 - re-exported
 from .graphs import GraphSpec, TensorSpec, check_buckets, plan_graphs, search_sizes
 from .int8 import Int8Options
 from .opset import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset  # noqa: F401 - re-exported
+from .weights import SharedWeights, save_shared
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,27 @@ def _export_graph(spec: GraphSpec, module: torch.nn.Module, args: tuple[torch.Te
     for key, value in {**metadata, "graph": spec.name}.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     check(model, spec)
+    declared = [(t.name, tuple(t.shape)) for t in (*spec.inputs, *spec.outputs)]
+    written = [(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim))
+               for v in (*model.graph.input, *model.graph.output)]
+    if written != declared:
+        raise ExportError(f"{spec.filename}: the exported graph's inputs/outputs {written} differ from the planned "
+                          f"{declared}")
     return model
+
+
+def _weights_entries(files: Iterable[SharedWeights]) -> tuple[WeightsFile, ...]:
+    """Manifest entries of the weights files that hold a tensor (an empty one is removed)."""
+    out = []
+    for weights in files:
+        if not weights.written:
+            os.remove(weights.path)
+            continue
+        log.info("%s: %d tensors, %.1f MiB, referenced %d times by the %s graphs", weights.file, weights.written,
+                 weights.size / 2**20, weights.references, weights.precision)
+        out.append(WeightsFile(weights.file, weights.precision, sha256_file(weights.path),
+                               os.path.getsize(weights.path)))
+    return tuple(out)
 
 
 def check(model: onnx.ModelProto, spec: GraphSpec) -> None:
@@ -114,8 +136,10 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
                  validate: bool = True, progress: bool = True, overwrite: bool = True,
                  buckets: tuple[int, ...] | list[int] = (1,), int8: Int8Options | None = None, gate: bool = True,
                  gate_sequences: int = 3, gate_frames: int = 40) -> ExportResult:
-    """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``] and
-    ``manifest.json`` into ``out_dir`` (replacing an earlier export there only on success).
+    """Write ``template.onnx``, ``search*.onnx`` [, ``refine.onnx`` | ``mask_head.onnx``], one shared weights file
+    per precision (``weights_fp32.bin``, ...: the graphs' initializers as ONNX external data,
+    docs/export.md#shared-weights-file) and ``manifest.json`` into ``out_dir`` (replacing an earlier export
+    there only on success).
 
     ``out_dir`` must not exist, or be an existing siamdeploy export folder (replaced only with
     ``overwrite=True``); a file or any other folder is refused with :class:`ExportError` before any work.
@@ -162,23 +186,29 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
         plans = plan_graphs(loaded.net, preset, buckets)
         graphs: list[GraphFile] = []
         variants = list(EXPORT_PRECISIONS[precision])
+        # every graph of a precision keeps its large initializers in that precision's one weights file
+        # (docs/export.md#shared-weights-file): the bucket graphs repeat the single-target graphs' weights
+        shared = {p: SharedWeights(tmp, p) for p in variants if p != "int8"}
         for index, (spec, module, args) in enumerate(plans, start=1):
             if progress:
                 log.info("exporting %s (%d/%d)", spec.filename, index, len(plans))
             path = os.path.join(tmp, spec.filename)
             model = _export_graph(spec, module, args, path, opset, metadata)
-            onnx.save(model, path)
+            half = convert_mixed_fp16(model) if "fp16" in variants else None  # from the inline FP32 weights
             entry = GraphFile(name=spec.name, role=spec.role, precision="fp32", file=spec.filename,
-                              sha256=sha256_file(path), inputs=_tensors(spec.inputs), outputs=_tensors(spec.outputs),
-                              instance_size=spec.instance_size, targets=spec.targets)
-            graphs.append(entry)
-            if "fp16" in variants:
-                half, fp16_nodes, fp32_nodes = convert_mixed_fp16(model)
-                half_name = f"{spec.name}_fp16.onnx"
-                onnx.save(half, os.path.join(tmp, half_name))
-                graphs.append(dataclasses.replace(entry, precision="fp16", file=half_name,
-                                                  sha256=sha256_file(os.path.join(tmp, half_name)),
-                                                  fp32_nodes=tuple(fp32_nodes), reduced_nodes=len(fp16_nodes)))
+                              sha256="", inputs=_tensors(spec.inputs), outputs=_tensors(spec.outputs),
+                              instance_size=spec.instance_size, targets=spec.targets,
+                              weights=save_shared(model, path, shared["fp32"]))
+            graphs.append(dataclasses.replace(entry, sha256=sha256_file(path)))
+            if half is not None:
+                half_model, fp16_nodes, fp32_nodes = half
+                half_path = os.path.join(tmp, f"{spec.name}_fp16.onnx")
+                graphs.append(dataclasses.replace(entry, precision="fp16", file=os.path.basename(half_path),
+                                                  weights=save_shared(half_model, half_path, shared["fp16"]),
+                                                  sha256=sha256_file(half_path), fp32_nodes=tuple(fp32_nodes),
+                                                  reduced_nodes=len(fp16_nodes)))
+            del model, half
+        weights = _weights_entries(shared.values())
         p = preset.track
         from ..runtime.anchors import anchor_shapes  # numpy only
         sizes = search_sizes(preset)
@@ -194,7 +224,7 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             preset=preset, input=_input_description(loaded),
             checkpoint=CheckpointInfo(os.path.basename(loaded.path), ckpt_sha, loaded.layout.name),
-            opset=opset, graphs=tuple(graphs), extras=extras)
+            opset=opset, graphs=tuple(graphs), extras=extras, weights=weights)
         write_manifest(tmp, manifest)
         int8_info = None
         if "int8" in variants:
@@ -205,13 +235,17 @@ def export_model(loaded: LoadedModel, out_dir: str, precision: str = "fp32", ops
             # back to one call per target (docs/multi_target.md#precisions)
             fp32_graphs = [g for g in graphs if g.precision == "fp32" and g.role not in BATCHED_ROLES]
             written, int8_info = write_int8_graphs(loaded, tmp, fp32_graphs, int8 or Int8Options(), previous)
+            shared_int8 = SharedWeights(tmp, "int8")
             for entry in fp32_graphs:
                 q = written[entry.name]
-                graphs.append(dataclasses.replace(entry, precision="int8", file=q.file,
-                                                  sha256=sha256_file(os.path.join(tmp, q.file)),
-                                                  fp32_nodes=tuple(q.fp32_nodes), reduced_nodes=len(q.quantized)))
-            manifest = dataclasses.replace(manifest, graphs=tuple(graphs),
-                                           extras={**manifest.extras, "int8": int8_info})
+                q_path = os.path.join(tmp, q.file)
+                # onnx.load reads the weights a graph references (refine_int8 is the FP32 graph as it is)
+                uses = save_shared(onnx.load(q_path), q_path, shared_int8)
+                graphs.append(dataclasses.replace(entry, precision="int8", file=q.file, sha256=sha256_file(q_path),
+                                                  fp32_nodes=tuple(q.fp32_nodes), reduced_nodes=len(q.quantized),
+                                                  weights=uses))
+            manifest = dataclasses.replace(manifest, graphs=tuple(graphs), weights=(
+                *manifest.weights, *_weights_entries([shared_int8])), extras={**manifest.extras, "int8": int8_info})
             write_manifest(tmp, manifest)
         report: list[str] = []
         accuracy = None

@@ -143,9 +143,10 @@ def plan_graphs(net: SiameseNet, preset: Preset, buckets: tuple[int, ...] = (1,)
                   template, (z,)))
     search = _SearchBranch(net).eval()
     last_outputs: tuple[TensorSpec, ...] = ()
+    single_shapes: dict[int, list[tuple[int, ...]]] = {}
     for index, size in enumerate(search_sizes(preset)):
         x = torch.zeros(search_batch(preset), 3, size, size)
-        out_shapes = _shapes(search, (x, *kernels))
+        out_shapes = single_shapes[size] = _shapes(search, (x, *kernels))
         outputs = tuple(TensorSpec(n, s) for n, s in zip(net.output_names, out_shapes))
         name = "search" if index == 0 else f"search_{size}"
         plans.append((GraphSpec(name, "search", (TensorSpec("search", tuple(x.shape)), *kernel_specs), outputs, size),
@@ -162,7 +163,9 @@ def plan_graphs(net: SiameseNet, preset: Preset, buckets: tuple[int, ...] = (1,)
             if index > 0 and targets > SECONDARY_MAX_BUCKET:
                 continue
             x = torch.zeros(targets * search_batch(preset), 3, size, size)
-            out_shapes = _shapes(branch, (x, *kb))
+            # the outputs' rows are the targets' single-target rows, target-major (SiameseNet.search): no
+            # forward pass of the whole bucket for its shapes (the exporter checks them against the graph)
+            out_shapes = [(targets * s[0], *s[1:]) for s in single_shapes[size]]
             outputs = tuple(TensorSpec(n, s) for n, s in zip(net.output_names, out_shapes))
             name = (f"search_b{targets}" if index == 0 else f"search_{size}_b{targets}")
             plans.append((GraphSpec(name, "search_batched", (TensorSpec("search", tuple(x.shape)), *kb_specs),

@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 
 from ..errors import DependencyError, ExportError
+from ..manifest import read_manifest
 from .fp16 import FP16_SCOPES
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,6 @@ def calibration_feeds(loaded: Any, folder: str, options: Int8Options) -> dict[st
     ``options.sequences`` generated photo sequences of ``options.frames`` frames (480x360)."""
     from ..engine.base import Engine, SearchOutput
     from ..engine.onnxruntime_engine import OnnxRuntimeEngine
-    from ..manifest import read_manifest
     from ..runtime.trackers import make_tracker
     from ..synthetic.photos import photo_sequence, training_photos
 
@@ -334,6 +334,10 @@ def write_int8_graphs(loaded: Any, folder: str, graphs: Sequence[Any], options: 
         raise ExportError(f"INT8 export needs opset >= {MIN_INT8_OPSET} (per-channel QuantizeLinear), got --opset "
                           f"{opset}; pass --opset {MIN_INT8_OPSET} or higher")
     os.makedirs(os.path.join(folder, CALIBRATION_DIR), exist_ok=True)
+    # the calibration is keyed by the graph and its shared weights file (the graph file alone keeps its bytes
+    # when only the weights change)
+    manifest = read_manifest(folder, verify=False)
+    identity = {g.name: manifest.content_sha256(g) for g in graphs}
     feeds: dict[str, list[dict[str, np.ndarray]]] | None = None
     out: dict[str, Int8Graph] = {}
     reused: list[str] = []
@@ -357,9 +361,9 @@ def write_int8_graphs(loaded: Any, folder: str, graphs: Sequence[Any], options: 
             shutil.copyfile(src, dst)
             out[graph.name] = Int8Graph(dst_name, [], [n.name for n in model.graph.node])
             continue
-        cache = cache_path(folder, graph.name, graph.sha256, options)
+        cache = cache_path(folder, graph.name, identity[graph.name], options)
         if not os.path.isfile(cache) and previous:
-            old = cache_path(previous, graph.name, graph.sha256, options)
+            old = cache_path(previous, graph.name, identity[graph.name], options)
             if os.path.isfile(old):
                 shutil.copyfile(old, cache)
         if os.path.isfile(cache):
@@ -385,7 +389,7 @@ def write_int8_graphs(loaded: Any, folder: str, graphs: Sequence[Any], options: 
         search = next(g for g in graphs if g.name == "search")
         if feeds is None:
             feeds = calibration_feeds(loaded, folder, Int8Options(sequences=1, frames=8))
-        info["sensitivity"] = sensitivity(folder, search, feeds["search"][:8], options)
+        info["sensitivity"] = sensitivity(folder, search, feeds["search"][:8], options, identity["search"])
     return out, info
 
 
@@ -409,16 +413,17 @@ def _relative_errors(ref: list[dict[str, np.ndarray]], got: list[dict[str, np.nd
     return out
 
 
-def sensitivity(folder: str, search: Any, feeds: list[dict[str, np.ndarray]], options: Int8Options
-                ) -> dict[str, dict[str, float]]:
+def sensitivity(folder: str, search: Any, feeds: list[dict[str, np.ndarray]], options: Int8Options,
+                identity: str | None = None) -> dict[str, dict[str, float]]:
     """Stage -> {search output: relative error} with only that stage in INT8 (``"as exported"``: every stage
-    but the kept ones), on ``feeds``; uses the stored calibration ranges."""
+    but the kept ones), on ``feeds``; uses the stored calibration ranges (keyed by ``identity``, the graph's
+    content sha256: :meth:`~siamdeploy.manifest.ExportManifest.content_sha256`; default its file's sha256)."""
     import tempfile
 
     src = os.path.join(folder, search.file)
     model = onnx.load(src)
     stages = backbone_stages(model)
-    cache = cache_path(folder, search.name, search.sha256, options)
+    cache = cache_path(folder, search.name, identity or search.sha256, options)
     ref = _run_all(src, feeds)
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

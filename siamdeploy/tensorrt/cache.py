@@ -91,10 +91,11 @@ def trt_version_tag(version: str) -> str:
 class EngineTarget:
     """What a cache entry must have been built from and for.
 
-    onnx: graph name -> ``{"file", "sha256"}`` of the ONNX graph each plan is built from (plus, for the
-    weakly typed FP16 build, ``pin_sha256``: the FP16 variant whose ``fp32_nodes`` list chose the pinned
-    layers; for a bucket graph also ``targets``: its bucket size). options: JSON-ready build options (typing,
-    workspace, TF32, ...).
+    onnx: graph name -> ``{"file", "sha256"}`` of the ONNX graph each plan is built from (plus
+    ``weights_sha256``, its shared weights file's, when it has one; and for the weakly typed FP16 build,
+    ``pin_sha256``: the FP16 variant whose ``fp32_nodes`` list chose the pinned layers; for a bucket graph
+    also ``targets``: its bucket size).
+    options: JSON-ready build options (typing, workspace, TF32, ...).
     """
 
     export_name: str
@@ -168,6 +169,8 @@ def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, t
             if targets not in wanted:
                 continue
             entry_b: dict[str, Any] = {"file": variants[use].file, "sha256": variants[use].sha256, "targets": targets}
+            if variants[use].weights_sha256:
+                entry_b["weights_sha256"] = variants[use].weights_sha256
             if precision == "fp16" and typing == "weak":
                 entry_b["pin_sha256"] = variants["fp16"].sha256
             sources[name] = entry_b
@@ -180,6 +183,8 @@ def select_sources(manifest: ManifestView | Mapping[str, Any], precision: str, t
                               "engines are built only from explicitly quantized graphs; re-export with --precision "
                               "int8, or build fp16")
         entry: dict[str, Any] = {"file": variants[use].file, "sha256": variants[use].sha256}
+        if variants[use].weights_sha256:  # shared weights: the graph file keeps its bytes when only they change
+            entry["weights_sha256"] = variants[use].weights_sha256
         if precision == "fp16" and typing == "weak":
             entry["pin_sha256"] = variants["fp16"].sha256
         sources[name] = entry

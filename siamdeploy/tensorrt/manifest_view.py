@@ -18,7 +18,9 @@ class GraphFile:
     ``search``, ``refine``, ``mask_head``; ``template_batched`` / ``search_batched`` for the bucket graphs),
     ``instance_size`` (search crop side in pixels, search graphs only), ``outputs`` (tensor names),
     ``fp32_nodes`` (FP16 variant: the ONNX nodes kept in FP32), ``targets`` (targets one call carries: 1, or
-    the bucket size of a bucket graph, whose tensors hold that many targets' rows, target-major)."""
+    the bucket size of a bucket graph, whose tensors hold that many targets' rows, target-major),
+    ``weights_sha256`` (sha256 of the shared weights file the graph reads its initializers from; empty when
+    they are inline)."""
 
     file: str
     sha256: str
@@ -27,6 +29,7 @@ class GraphFile:
     outputs: tuple[str, ...] = ()
     fp32_nodes: tuple[str, ...] = ()
     targets: int = 1
+    weights_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,15 @@ def as_view(manifest: Any) -> ManifestView:
             targets = int(getattr(g, "targets", 1))
             if targets > 1 and g.role not in _BATCHED_ROLES:
                 continue
+            shared = manifest.weights_file(g) if hasattr(manifest, "weights_file") else None
             typed.setdefault(g.name, {})[g.precision] = GraphFile(
                 file=g.file, sha256=g.sha256, role=g.role, instance_size=g.instance_size,
-                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes), targets=targets)
+                outputs=tuple(t.name for t in g.outputs), fp32_nodes=tuple(g.fp32_nodes), targets=targets,
+                weights_sha256=shared.sha256 if shared is not None else "")
         return ManifestView(typed, int(manifest.preset.track.exemplar_size), manifest.preset)
     try:
         graphs = {}
+        shared = {str(w["file"]): str(w["sha256"]) for w in manifest.get("weights", [])}
         for name, variants in manifest["graphs"].items():
             if any(int(v.get("targets", 1)) > 1 and v.get("role") not in _BATCHED_ROLES for v in variants.values()):
                 continue
@@ -97,7 +103,8 @@ def as_view(manifest: Any) -> ManifestView:
                 precision: GraphFile(file=str(v["file"]), sha256=str(v["sha256"]), role=str(v.get("role", "")),
                                      instance_size=v.get("instance_size"),
                                      outputs=tuple(t["name"] for t in v.get("outputs", [])),
-                                     fp32_nodes=tuple(v.get("fp32_nodes", [])), targets=int(v.get("targets", 1)))
+                                     fp32_nodes=tuple(v.get("fp32_nodes", [])), targets=int(v.get("targets", 1)),
+                                     weights_sha256=shared[v["weights"]] if v.get("weights") else "")
                 for precision, v in variants.items()}
         preset = manifest.get("preset") or {}
         size = preset.get("track", {}).get("exemplar_size")

@@ -131,7 +131,8 @@ def test_export_cli(random_checkpoint, tmp_path) -> None:
                            "--buckets", "1"], capture_output=True, text=True, timeout=600)  # single-target graphs
     assert proc.returncode == 0, proc.stderr
     assert "next: python -m siamdeploy.run" in proc.stdout
-    assert sorted(os.listdir(out)) == ["manifest.json", "search.onnx", "template.onnx"]
+    assert sorted(os.listdir(out)) == ["manifest.json", "search.onnx", "template.onnx", "weights_fp32.bin"]
+    assert "weights_fp32.bin" in proc.stdout and "shared by 2 graphs" in proc.stdout
     bad = tmp_path / "bad.pth"
     bad.write_text("nope")
     proc = subprocess.run([sys.executable, "-m", "siamdeploy.export", str(bad)], capture_output=True, text=True,
