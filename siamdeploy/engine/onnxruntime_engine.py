@@ -58,6 +58,12 @@ class OnnxRuntimeEngine(ExportBuckets, Engine):
         self._device_id = device_id
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if provider == "CPUExecutionProvider":
+            # Each session has its own intra-op threads, which by default spin after a run. When two sessions
+            # run back to back (a 2-bucket and a 1-target call for 3 targets; a search then a refine), the first
+            # one's spinning threads take the cores from the second: 3 targets ran 0.73x the speed of single calls
+            # on 2 cores with spinning, 1.04x without, and single calls were no slower (benchmarks/multi_target.py).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
         provider_options = [{"device_id": device_id} if p != "CPUExecutionProvider" else {} for p in providers]
         self.sessions: dict[str, Any] = {}
